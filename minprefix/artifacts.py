@@ -1,0 +1,122 @@
+"""Saved prompts: one safetensors file, its JSON metadata in the header, written atomically.
+
+The metadata names the method, the shapes and the base's fingerprint, so an artifact loaded
+onto another base, or a damaged file, is a clear error instead of silently wrong logits.
+"""
+
+import copy
+import hashlib
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .model import GPT
+from .prefix import BlockInputPrefixGPT, PrefixGPT
+from .soft_prompt import SoftPromptGPT
+
+FORMAT = "minprefix-artifact-1"
+
+
+def atomic_save(obj, path, saver=torch.save):
+    """Write to a temporary file, then rename: a crash never leaves half a file at `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    saver(obj, tmp)
+    os.replace(tmp, path)
+
+
+def fingerprint(model: GPT) -> str:
+    """Short SHA-256 of the config and every weight: artifacts record it to name their base."""
+    h = hashlib.sha256(json.dumps(asdict(model.config), sort_keys=True).encode())
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def method_of(model) -> str:
+    if isinstance(model, SoftPromptGPT):
+        return "soft"
+    if isinstance(model, PrefixGPT):
+        return "prefix"
+    if isinstance(model, BlockInputPrefixGPT):
+        return "block-prefix"
+    if isinstance(model, GPT):
+        return "full"
+    raise TypeError(f"cannot save a {type(model).__name__}")
+
+
+def stored_tensors(model) -> dict[str, torch.Tensor]:
+    """What an artifact keeps: the merged prompt (no MLP), or every weight for full fine-tuning."""
+    method = method_of(model)
+    if method == "full":
+        return {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    if method != "soft":
+        model = model.merge()
+    return {"prompt": model.prompt()}
+
+
+def save_prompt(model, path, base: GPT, meta: dict | None = None):
+    """Save a tuned method to `path` (.safetensors): its stored tensors and JSON metadata."""
+    tensors = {k: v.detach().float().cpu().contiguous() for k, v in stored_tensors(model).items()}
+    info = {
+        "format": FORMAT,
+        "method": method_of(model),
+        "shapes": {k: list(v.shape) for k, v in tensors.items()},
+        "base_fingerprint": fingerprint(base),
+        "base_config": asdict(base.config),
+        **(meta or {}),
+    }
+    atomic_save(tensors, path, lambda t, p: save_file(t, str(p), metadata={"minprefix": json.dumps(info)}))
+
+
+def read_artifact(path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(metadata, tensors) of an artifact file; a missing or damaged file is a clear error."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no artifact at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            info = json.loads((f.metadata() or {})["minprefix"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, KeyError, json.JSONDecodeError, OSError) as e:
+        raise ValueError(f"{path} is not a readable minprefix artifact (corrupt or another format): {e}") from None
+    if info.get("format") != FORMAT:
+        raise ValueError(f"{path}: unknown artifact format {info.get('format')!r}, expected {FORMAT!r}")
+    return info, tensors
+
+
+def load_prompt(path, base: GPT):
+    """The tuned model saved at `path`, worn by `base` (which must be the base it was tuned on)."""
+    info, tensors = read_artifact(path)
+    fp = fingerprint(base)
+    if info["base_fingerprint"] != fp:
+        raise ValueError(
+            f"{path} was tuned on base {info['base_fingerprint']} (config {info['base_config']}), "
+            f"but this base is {fp} (config {asdict(base.config)}): load it onto the base it was tuned on"
+        )
+    method = info["method"]
+    device, dtype = base.wte.weight.device, base.wte.weight.dtype
+    if method == "full":
+        model = copy.deepcopy(base)
+        model.load_state_dict({k: v.to(device, dtype) for k, v in tensors.items()}, strict=False)
+        return model
+    if "prompt" not in tensors:
+        raise ValueError(f"{path}: no 'prompt' tensor for method {method!r}")
+    prompt = tensors["prompt"].to(device, dtype)
+    try:
+        if method == "soft":
+            return SoftPromptGPT.from_embeddings(base, prompt)
+        if method == "prefix":
+            return PrefixGPT.from_kv(base, prompt)
+        if method == "block-prefix":
+            return BlockInputPrefixGPT.from_hidden(base, prompt)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    raise ValueError(f"{path}: unknown method {method!r}")

@@ -1,0 +1,248 @@
+"""Tests of the regular GPT in minprefix/model.py, on tiny configs (each well under a second)."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from minprefix.model import (
+    GPT,
+    CausalSelfAttention,
+    GPTConfig,
+    KVCache,
+    attention_mask,
+    pick_device,
+)
+
+
+def tiny_config(**kw) -> GPTConfig:
+    base = dict(vocab_size=104, block_size=32, n_layer=2, n_head=2, d_model=16)
+    return GPTConfig(**{**base, **kw})
+
+
+def tiny_gpt(seed: int = 0, **kw) -> GPT:
+    torch.manual_seed(seed)
+    return GPT(tiny_config(**kw)).eval()
+
+
+def reference_attention(attn: CausalSelfAttention, x, past_kv=None, top_left=False):
+    """Explicit-softmax attention; query i sees keys 0 .. S-T+i (or 0 .. i if top_left)."""
+    B, T, C = x.shape
+    nh = attn.n_head
+    hs = C // nh
+    q, k, v = attn.c_attn(x).split(C, dim=2)
+    q, k, v = (t.view(B, T, nh, hs).transpose(1, 2) for t in (q, k, v))
+    if past_kv is not None:
+        k = torch.cat([past_kv[0], k], dim=2)
+        v = torch.cat([past_kv[1], v], dim=2)
+    S = k.size(2)
+    i = torch.arange(T)[:, None]
+    j = torch.arange(S)[None, :]
+    visible = j <= i if top_left else j <= S - T + i
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
+    scores = scores.masked_fill(~visible, float("-inf"))
+    y = torch.softmax(scores, dim=-1) @ v
+    return attn.c_proj(y.transpose(1, 2).reshape(B, T, C)), (k, v)
+
+
+def random_attention(seed=0):
+    torch.manual_seed(seed)
+    attn = CausalSelfAttention(tiny_config()).double().eval()
+    with torch.no_grad():  # larger weights than the default init, so the masks matter visibly
+        for p in attn.parameters():
+            p.normal_(0, 0.5)
+    return attn
+
+
+@torch.no_grad()
+def test_attention_with_past_matches_explicit_softmax_reference():
+    """Query length T=3 against S=3+4 keys (4 past rows), float64."""
+    attn = random_attention()
+    B, nh, hs, T, P = 2, 2, 8, 3, 4
+    x = torch.randn(B, T, 16, dtype=torch.float64)
+    past = (torch.randn(B, nh, P, hs, dtype=torch.float64), torch.randn(B, nh, P, hs, dtype=torch.float64))
+    y, (k, v) = attn(x, past)
+    y_ref, (k_ref, v_ref) = reference_attention(attn, x, past)
+    assert k.shape == (B, nh, P + T, hs)
+    torch.testing.assert_close(y, y_ref, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(k, k_ref)
+    torch.testing.assert_close(v, v_ref)
+
+
+@torch.no_grad()
+def test_reference_tells_bottom_right_from_top_left_mask():
+    """The reference with a top-left causal mask gives different output, so the test above can fail."""
+    attn = random_attention()
+    x = torch.randn(2, 3, 16, dtype=torch.float64)
+    past = (torch.randn(2, 2, 4, 8, dtype=torch.float64), torch.randn(2, 2, 4, 8, dtype=torch.float64))
+    y_br, _ = reference_attention(attn, x, past)
+    y_tl, _ = reference_attention(attn, x, past, top_left=True)
+    assert (y_br - y_tl).abs().max() > 1e-2
+    y, _ = attn(x, past)
+    assert not torch.allclose(y, y_tl, atol=1e-6)
+
+
+@torch.no_grad()
+def test_attention_without_past_matches_reference():
+    """S == T: the plain causal triangle (the is_causal path)."""
+    attn = random_attention(seed=1)
+    x = torch.randn(2, 5, 16, dtype=torch.float64)
+    y, (k, _) = attn(x)
+    y_ref, (k_ref, _) = reference_attention(attn, x)
+    assert k.size(2) == 5
+    torch.testing.assert_close(y, y_ref, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(k, k_ref)
+
+
+def test_attention_mask_3_by_5_is_bottom_right_aligned():
+    expected = torch.tensor(
+        [
+            [True, True, True, False, False],
+            [True, True, True, True, False],
+            [True, True, True, True, True],
+        ]
+    )
+    mask = attention_mask(3, 5)
+    assert mask.dtype == torch.bool
+    assert torch.equal(mask, expected)
+
+
+@torch.no_grad()
+def test_changing_a_later_token_never_changes_earlier_logits():
+    model = tiny_gpt()
+    idx = torch.randint(0, 104, (2, 10), generator=torch.Generator().manual_seed(0))
+    logits, _ = model(idx)
+    for t in (0, 4, 9):
+        changed = idx.clone()
+        changed[:, t] = (changed[:, t] + 1) % 104
+        new_logits, _ = model(changed)
+        torch.testing.assert_close(new_logits[:, :t], logits[:, :t], atol=1e-6, rtol=0)
+        assert not torch.allclose(new_logits[:, t], logits[:, t])  # the change did reach position t
+
+
+@torch.no_grad()
+def test_step_by_step_kv_cache_logits_equal_full_forward():
+    model = tiny_gpt()
+    idx = torch.randint(0, 104, (3, 12), generator=torch.Generator().manual_seed(1))
+    full, _ = model(idx)
+    cache = KVCache(model.config.n_layer)
+    first, _ = model(idx[:, :4], cache=cache)  # a 4-token prompt, then one token at a time
+    steps = [first] + [model(idx[:, t : t + 1], cache=cache)[0] for t in range(4, 12)]
+    assert cache.length == 12
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_greedy_generate_equals_loop_of_full_forwards():
+    """generate(top_k=1) with the KV cache == argmax of a fresh full forward at each step (float64)."""
+    model = tiny_gpt(seed=2).double()
+    with torch.no_grad():  # spread the logits out so argmax is not decided by rounding
+        model.wte.weight.mul_(20)
+    prompt = torch.randint(0, 104, (2, 5), generator=torch.Generator().manual_seed(2))
+    out = model.generate(prompt, max_new_tokens=10, top_k=1)
+    expected = prompt
+    for _ in range(10):
+        logits, _ = model(expected)
+        expected = torch.cat([expected, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert out.shape == (2, 15)
+    assert torch.equal(out, expected)
+
+
+@pytest.mark.parametrize(
+    "idx, needle",
+    [
+        (torch.tensor([[1, 2, 104]]), "104"),  # id == vocab_size
+        (torch.tensor([[1, -3, 2]]), "-3"),  # negative id
+        (torch.zeros(1, 33, dtype=torch.long), "block_size=32"),  # 33 > block_size
+        (torch.tensor([1, 2, 3]), "2-D"),  # 1-D
+        (torch.zeros(1, 2, 3, dtype=torch.long), "2-D"),  # 3-D
+        (torch.zeros(1, 3), "float32"),  # float ids
+    ],
+    ids=["id>=vocab", "negative-id", "too-long", "1-D", "3-D", "float"],
+)
+def test_bad_input_raises_value_error_naming_the_problem(idx, needle):
+    model = tiny_gpt()
+    with pytest.raises(ValueError, match=needle):
+        model(idx)
+
+
+def test_too_long_input_message_names_length():
+    with pytest.raises(ValueError, match=r"sequence of 33 positions"):
+        tiny_gpt()(torch.zeros(1, 33, dtype=torch.long))
+
+
+def test_out_of_vocab_message_names_vocab_size():
+    with pytest.raises(ValueError, match=r"\[0, 104\)"):
+        tiny_gpt()(torch.tensor([[200]]))
+
+
+def test_generate_past_block_size_raises():
+    model = tiny_gpt()
+    prompt = torch.zeros(1, 20, dtype=torch.long)
+    model.generate(prompt, max_new_tokens=12, top_k=1)  # exactly 32 fits
+    with pytest.raises(ValueError, match=r"33 positions.*block_size=32"):
+        model.generate(prompt, max_new_tokens=13, top_k=1)
+
+
+def test_loss_falls_on_one_fixed_batch():
+    """AdamW lr 1e-2, 30 steps on a fixed tiny batch: final loss < half the initial."""
+    model = tiny_gpt().train()
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, 104, (2, 8), generator=g)
+    targets = torch.randint(0, 104, (2, 8), generator=g)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        _, loss = model(idx, targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[0] == pytest.approx(math.log(104), abs=0.1)  # small init: near-uniform predictions
+    assert losses[-1] < losses[0] / 2
+
+
+def test_loss_ignores_minus_one_targets():
+    """lm_loss is the mean cross-entropy over positions whose target is not -1."""
+    model = tiny_gpt()
+    idx = torch.randint(0, 104, (2, 6), generator=torch.Generator().manual_seed(3))
+    targets = idx.roll(-1, dims=1)
+    targets[0, :3] = -1
+    logits, loss = model(idx, targets)
+    keep = targets != -1
+    expected = F.cross_entropy(logits[keep], targets[keep])
+    torch.testing.assert_close(loss, expected)
+
+
+def test_lm_head_is_tied_to_token_embedding():
+    model = tiny_gpt()
+    assert model.lm_head.weight is model.wte.weight
+    names = [n for n, _ in model.named_parameters()]
+    assert "lm_head.weight" not in names  # counted once, under wte
+    assert model.num_params() == sum(p.numel() for p in model.parameters())
+
+
+def test_freeze_disables_grads_and_sets_eval_mode():
+    model = tiny_gpt().train()
+    assert all(p.requires_grad for p in model.parameters()) and model.training
+    assert model.freeze() is model
+    assert not any(p.requires_grad for p in model.parameters())
+    assert not model.training
+    assert not any(m.training for m in model.modules())
+
+
+def test_pick_device_defaults_to_cpu_without_gpu():
+    if torch.cuda.is_available() or torch.backends.mps.is_available():
+        pytest.skip("a GPU is available here")
+    assert pick_device() == "cpu"
+    assert pick_device("cpu") == "cpu"
+
+
+def test_pick_device_cuda_without_cuda_raises():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        pick_device("cuda")
+    with pytest.raises(ValueError, match="'cuda:1'"):
+        pick_device("cuda:1")
