@@ -7,7 +7,7 @@ from dataclasses import fields
 import torch
 
 from .model import pick_device
-from .world import DOWNSTREAM_TASKS, PRETRAIN_TASKS, TEMPLATES, examples, uses_lexicon
+from .world import BARE_TEMPLATE, DOWNSTREAM_TASKS, PRETRAIN_TASKS, TEMPLATES, examples, uses_lexicon
 
 
 class Parser(argparse.ArgumentParser):
@@ -82,12 +82,16 @@ def cmd_info(args):
     print(f"parameters: {model.num_params():,} (token table {model.wte.weight.numel():,}, "
           f"positions {model.wpe.weight.numel():,}; the output head is tied to the token table)")
     print(f"fingerprint: {fingerprint(model)}\n")
+    from .train import TuneConfig
+
     cols = ["method", "trainable", "trainable_share", "stored", "stored_share"]
-    print(f"methods on the shipped base (P={args.prompt_len}, k=d_model, h={args.hidden}):")
-    print(format_table(method_table(model.config, args.prompt_len, h=args.hidden), cols))
+    h = args.hidden or TuneConfig().hidden
+    print(f"methods on the shipped base (P={args.prompt_len}, k=d_model, h={h}, as `minprefix tune` trains them):")
+    print(format_table(method_table(model.config, args.prompt_len, h=h), cols))
+    h = args.hidden or 512
     for name in GPT2_FAMILY:
-        print(f"\n{name} (P={args.prompt_len}, k=d_model, h={args.hidden}):")
-        print(format_table(method_table(gpt2_config(name), args.prompt_len, h=args.hidden), cols))
+        print(f"\n{name} (P={args.prompt_len}, k=d_model, h={h}, as in Li & Liang's code):")
+        print(format_table(method_table(gpt2_config(name), args.prompt_len, h=h), cols))
 
 
 def cmd_tune(args):
@@ -114,11 +118,11 @@ def cmd_search_prompt(args):
     skill = task.removeprefix("bare-")
     n = None if uses_lexicon(task) else 200
     train, dev = examples(task, "train", n), examples(task, "dev", n)
-    candidates = list(TEMPLATES.get(skill, ())) + ["{x}="]
+    candidates = list(TEMPLATES.get(skill, ())) + [BARE_TEMPLATE]
     print(f"hand-written templates on the dev split of {task} ({len(dev)} examples):")
     for r in score_templates(base, tok, dev, candidates):
         print(f"  {100 * r['exact_match']:5.1f} %  loss {r['loss']:.3f}  {r['template']!r}")
-    start = args.start or candidates[0]
+    start = args.start or "*" * 10 + BARE_TEMPLATE  # AutoPrompt's setting: filler, then the input
     before = score_templates(base, tok, dev, [start])[0]
     found, history = search_prompt(base, tok, train, start, steps=args.steps, top_k=args.top_k, seed=args.seed)
     after = score_templates(base, tok, dev, [found])[0]
@@ -169,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = with_base(command("info", cmd_info, "configuration and parameter counts of every method"))
     c.add_argument("--prompt-len", type=int, default=10)
-    c.add_argument("--hidden", type=int, default=512)
+    c.add_argument("--hidden", type=int, help="MLP hidden size (default: tune's for the base, 512 for GPT-2)")
 
     c = with_base(command("tune", cmd_tune, "tune one method on one task"))
     c.add_argument("--method", required=True, choices=["soft", "prefix", "prefix-direct", "block-prefix", "full"])
@@ -190,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = with_base(command("search-prompt", cmd_search_prompt, "score hard prompts, then search with gradients"))
     c.add_argument("--task", required=True)
-    c.add_argument("--start", help="template to start from, with {x} where the input goes")
+    c.add_argument("--start", help="template to start from, with {x} where the input goes "
+                   "(default: ten '*' then the bare input)")
     c.add_argument("--steps", type=int, default=40)
     c.add_argument("--top-k", type=int, default=8)
     c.add_argument("--seed", type=int, default=0)

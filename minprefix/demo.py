@@ -2,10 +2,11 @@
 
 1. Hard prompts: the seed's three English-to-German templates (and the bare input) scored
    on the base, no training.
-2. A bare task (the input alone, no instruction): the base does badly; a soft prompt, a
-   prefix (with the reparameterization MLP), and full fine-tuning as the reference, each
-   trained with the same loop. A table of trainable and stored parameters against dev and
-   test exact match, and a figure of the dev curves.
+2. A bare task (the input alone, no instruction) and a composed one (two skills chained,
+   never seen in pretraining): the base does badly on both. A soft prompt, a prefix with
+   the reparameterization MLP, a direct prefix, and full fine-tuning as the reference, each
+   trained with the same loop. A table of trainable and stored parameters against dev
+   exact match, and a figure of the dev curves.
 """
 
 import time
@@ -14,13 +15,16 @@ from pathlib import Path
 from .hard_prompt import score_templates
 from .params import count_stored, count_trainable
 from .train import TuneConfig, score, tune
-from .world import TEMPLATES, examples
+from .world import BARE_TEMPLATE, TEMPLATES, examples
 
-DEMO_TASK = "bare-reverse"
+DEMO_TASKS = ("bare-reverse", "reverse-upper")
 DEMO_METHODS = ("full", "soft", "prefix", "prefix-direct")
+LABELS = {"full": "full fine-tuning", "soft": "soft prompt", "prefix": "prefix, MLP reparameterization",
+          "prefix-direct": "prefix, direct", "block-prefix": "block-input prefix"}
 
 
-def run_demo(base_and_tok, device="cpu", figure="figures/demo.png", steps=300, task=DEMO_TASK, progress=True):
+def run_demo(base_and_tok, device="cpu", figure="figures/demo.png", steps=300, tasks=DEMO_TASKS,
+             methods=DEMO_METHODS, progress=True):
     base, tok = base_and_tok
     t0 = time.time()
     n_base = base.num_params()
@@ -28,53 +32,52 @@ def run_demo(base_and_tok, device="cpu", figure="figures/demo.png", steps=300, t
 
     dev = examples("bare-translate", "dev")
     print(f"1. hard prompts, no training: English -> German on {len(dev)} dev words")
-    for r in score_templates(base, tok, dev, list(TEMPLATES["translate"][:3]) + ["{x}="]):
+    for r in score_templates(base, tok, dev, list(TEMPLATES["translate"][:3]) + [BARE_TEMPLATE]):
         print(f"   {100 * r['exact_match']:5.1f} %  answer loss {r['loss']:.3f}   {r['template']!r}")
 
-    print(f"\n2. tuning on {task} ({examples(task, 'train', 1)[0].text!r}: the input alone, no instruction)")
-    test = examples(task, "test", 200)
-    rows, curves = [], {}
-    for method in DEMO_METHODS:
-        cfg = TuneConfig(method=method, task=task, steps=steps, prompt_len=10)
-        model, history = tune(base, tok, cfg, device=device, progress=progress)
-        curves[method] = history
-        rows.append({
-            "method": method,
-            "trainable": count_trainable(model),
-            "share": count_trainable(model) / n_base,
-            "stored": count_stored(model),
-            "dev": max(h["dev_exact_match"] for h in history),
-            "test": score(model, tok, test)["exact_match"],
-        })
-    base_test = score(base, tok, test)["exact_match"]
-    print("\n| method | trainable | share of base | stored | dev exact match | test exact match |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    print(f"| base, no tuning | 0 | 0 % | 0 | - | {100 * base_test:.1f} % |")
+    print("\n2. tuning on tasks whose prompt holds no instruction, only the input:")
+    for task in tasks:
+        ex = examples(task, "train", 1)[0]
+        print(f"   {task}: {ex.prompt!r} -> {ex.answer!r}")
+    rows, curves = [], {task: {} for task in tasks}
+    for method in methods:
+        row = {"method": method}
+        for task in tasks:
+            cfg = TuneConfig(method=method, task=task, steps=steps, prompt_len=10)
+            model, history = tune(base, tok, cfg, device=device, progress=progress)
+            curves[task][method] = history
+            row[task] = max(h["dev_exact_match"] for h in history)
+        row.update(trainable=count_trainable(model), stored=count_stored(model))
+        rows.append(row)
+    base_dev = {task: score(base, tok, examples(task, "dev", None if "translate" in task else 200))["exact_match"]
+                for task in tasks}
+    print(f"\n| method | trainable | share of base | stored | {' | '.join(f'{t} dev exact match' for t in tasks)} |")
+    print("| --- | ---: | ---: | ---: |" + " ---: |" * len(tasks))
+    print("| base, no tuning | 0 | 0 % | 0 | " + " | ".join(f"{100 * base_dev[t]:.1f} %" for t in tasks) + " |")
     for r in rows:
-        print(f"| {r['method']} | {r['trainable']:,} | {100 * r['share']:.2f} % | {r['stored']:,} | "
-              f"{100 * r['dev']:.1f} % | {100 * r['test']:.1f} % |")
-    plot_curves(curves, rows, task, figure)
-    print(f"\nfigure: {figure}   ({time.time() - t0:.0f} s in all)")
+        share = r["trainable"] / n_base
+        print(f"| {LABELS[r['method']]} (`{r['method']}`) | {r['trainable']:,} | {100 * share:.2f} % | "
+              f"{r['stored']:,} | " + " | ".join(f"{100 * r[t]:.1f} %" for t in tasks) + " |")
+    plot_curves(curves, figure, steps)
+    print(f"\nfigure: {figure}   ({time.time() - t0:.0f} s in all, {steps} steps per run)")
     return rows
 
 
-def plot_curves(curves, rows, task, path):
+def plot_curves(curves, path, steps):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for method, history in curves.items():
-        left.plot([h["step"] for h in history], [100 * h["dev_exact_match"] for h in history],
-                  marker="o", label=method)
-    left.set(xlabel="training step", ylabel="dev exact match (%)", title=f"{task}: dev exact match", ylim=(-3, 103))
-    left.legend()
-    for r in rows:
-        right.scatter(r["trainable"], 100 * r["test"], s=60)
-        right.annotate(r["method"], (r["trainable"], 100 * r["test"]), textcoords="offset points", xytext=(6, 4))
-    right.set(xscale="log", xlabel="trainable parameters (log)", ylabel="test exact match (%)",
-              title="what you train vs what you get", ylim=(-3, 103))
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4), squeeze=False)
+    for ax, (task, by_method) in zip(axes[0], curves.items()):
+        for method, history in by_method.items():
+            ax.plot([h["step"] for h in history], [100 * h["dev_exact_match"] for h in history],
+                    marker="o", label=LABELS[method])
+        ax.set(xlabel="training step", ylabel="dev exact match (%)", title=task, ylim=(-3, 103), xlim=(0, steps))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(loc="lower right")
+    fig.suptitle("the frozen base wearing each method (full fine-tuning: every weight trains)")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

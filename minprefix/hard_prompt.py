@@ -43,7 +43,7 @@ def search_prompt(model: GPT, tok: Tokenizer, exs: list[Example], start: str, st
                   top_k: int = 8, batch_size: int = 64, seed: int = 0, progress: bool = True):
     """Gradient-guided search over the characters of a template (AutoPrompt / HotFlip).
 
-    start: a template like "Reverse '{x}': " or filler like "**********{x}=". Each step picks
+    start: a template like "Reverse '{x}': " or filler like "**********'{x}': ". Each step picks
     one editable position (every character outside '{x}'), ranks replacement characters by
     -(E . grad of the loss w.r.t. that position's embedding), scores the top_k with real
     forward passes on a batch, and keeps the best only if it beats the current template.

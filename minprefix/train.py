@@ -105,7 +105,7 @@ class TuneConfig:
 
     @property
     def peak_lr(self) -> float:
-        default = {"full": 1e-3, "soft": 3e-2, "block-prefix": 1e-2, "prefix-direct": 1e-2, "prefix": 1e-3}
+        default = {"full": 1e-3, "soft": 1e-1, "block-prefix": 5e-2, "prefix-direct": 5e-2, "prefix": 3e-3}
         return self.lr if self.lr is not None else default[self.method]
 
     @property

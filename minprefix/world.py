@@ -14,10 +14,11 @@ templates of the seed text are among those of ``translate``):
 
 Downstream tasks, for prompt tuning, never seen in pretraining:
 
-- ``bare-<task>`` for each task above: the input alone, ``dog=`` -> ``Hund``. The base gets
-  no instruction, so it does badly; a tuned prompt must supply the instruction.
-- ``reverse-upper`` and ``translate-reverse``: two skills chained, ``stop=`` -> ``POTS``,
-  ``dog=`` -> ``dnuH``.
+- ``bare-<task>`` for each task above: the input alone, quoted as the templates quote it,
+  ``'dog': `` -> ``Hund``. The base gets no instruction, so it cannot know which skill is
+  wanted and does badly; a tuned prompt must supply the instruction.
+- ``reverse-upper`` and ``translate-reverse``: two skills chained, in the same bare format:
+  ``'stop': `` -> ``POTS``, ``'dog': `` -> ``dnuH``.
 
 Splits, and why they are what they are:
 
@@ -111,7 +112,7 @@ TEMPLATES = {
     ),
 }
 PRETRAIN_TASKS = tuple(TEMPLATES)
-BARE_TEMPLATE = "{x}="
+BARE_TEMPLATE = "'{x}': "  # the input as the templates quote it, no instruction
 COMPOSED_TASKS = ("reverse-upper", "translate-reverse")
 DOWNSTREAM_TASKS = tuple(f"bare-{t}" for t in PRETRAIN_TASKS) + COMPOSED_TASKS
 SPLITS = ("train", "dev", "test")

@@ -109,3 +109,27 @@ def test_cli_errors_are_one_line(capsys):
     assert code == 2 and len(out.err.strip().splitlines()) == 1
     code, out = run(capsys, "generate", "--prompt", "x" * 200)
     assert code == 1 and "block_size" in out.err
+
+
+def test_cli_tune_then_generate_with_the_artifact(capsys, tmp_path):
+    main(["tune", "--method", "prefix-direct", "--task", "bare-uppercase", "--steps", "3", "--eval-every", "3",
+          "--run-dir", str(tmp_path)])
+    assert "test exact match" in capsys.readouterr().out
+    main(["generate", "--prompt", "'abc': ", "--artifact", str(tmp_path / "best.safetensors")])
+    assert capsys.readouterr().out.startswith("'abc': ")
+
+
+def test_cli_search_prompt_prints_before_and_after(capsys):
+    main(["search-prompt", "--task", "reverse", "--steps", "2", "--top-k", "2"])
+    out = capsys.readouterr().out
+    assert "before" in out and "after" in out and "Spell '{x}' backwards: " in out and "**********" in out
+
+
+def test_demo_runs_end_to_end_and_draws_its_figure(tmp_path, capsys):
+    from minprefix.demo import run_demo
+
+    rows = run_demo(load_base(), figure=tmp_path / "demo.png", steps=2, tasks=("bare-reverse",),
+                    methods=("soft", "prefix"), progress=False)
+    assert (tmp_path / "demo.png").stat().st_size > 10_000
+    assert [r["method"] for r in rows] == ["soft", "prefix"]
+    assert "| base, no tuning |" in capsys.readouterr().out

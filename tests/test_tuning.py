@@ -229,7 +229,7 @@ def test_token_ids_have_no_gradient():
 def test_search_only_keeps_improvements():
     base = tiny_base()
     exs = examples("bare-reverse", "train", 32)
-    start = "****{x}="
+    start = "****'{x}': "
     found, history = search_prompt(base, TOK, exs, start, steps=6, top_k=4, batch_size=32, progress=False)
     before, after = score_templates(base, TOK, exs, [start])[0], score_templates(base, TOK, exs, [found])[0]
     assert history, "with a random base some swap should help"

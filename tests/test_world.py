@@ -104,7 +104,7 @@ def test_every_downstream_task_yields_correct_examples_in_every_split(task):
         assert len(exs) == 20, (task, split)
         for ex in exs:
             assert ex.task == task
-            assert ex.prompt == f"{ex.x}="
+            assert ex.prompt == f"'{ex.x}': "
             assert ex.answer == solve(task.removeprefix("bare-"), ex.x)
             TOK.encode(ex.text)
 
