@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .artifacts import atomic_save, fingerprint
-from .model import GPT, GPTConfig
+from .model import GPT, GPTConfig, autocast
 from .train import lr_at, make_optimizer
 from .world import PRETRAIN_TASKS, Tokenizer, pretrain_batch
 
@@ -35,6 +35,7 @@ class PretrainConfig:
     grad_clip: float = 1.0  # max global gradient norm
     seed: int = 0  # initial weights and the data of every step
     checkpoint_every: int = 100  # steps between atomic checkpoints
+    bf16: bool = False  # bf16 autocast on a GPU (ignored on CPU: fp32 there)
     # how often each task is drawn: sorting and the 180-word lexicon need the most practice
     task_weights: dict = field(
         default_factory=lambda: {**dict.fromkeys(PRETRAIN_TASKS, 1.0), "translate": 1.5, "sort": 2.0}
@@ -80,7 +81,8 @@ def pretrain(cfg: PretrainConfig, run_dir, device="cpu", progress=True, on_step=
             x, y = pretrain_batch(tok, rng, cfg.batch_size, cfg.model.block_size, cfg.task_weights, device)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg.steps, cfg.warmup, cfg.lr, cfg.min_lr)
-            _, loss = model(x, y)
+            with autocast(device, cfg.bf16):
+                _, loss = model(x, y)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {step}; last checkpoint kept")
             opt.zero_grad(set_to_none=True)

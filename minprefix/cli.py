@@ -31,7 +31,7 @@ def test_examples(task: str, n: int = 200):
 def cmd_pretrain(args):
     from .base import PretrainConfig, pretrain, save_base
 
-    cfg = PretrainConfig(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
+    cfg = PretrainConfig(seed=args.seed, bf16=args.bf16, **({"steps": args.steps} if args.steps else {}))
     model = pretrain(cfg, args.run_dir, pick_device(args.device))
     save_base(model.cpu(), args.out, {"pretrain": {"steps": cfg.steps, "seed": cfg.seed}})
     print(f"saved the base to {args.out}")
@@ -100,12 +100,13 @@ def cmd_tune(args):
     base, tok = _base(args)
     known = {f.name for f in fields(TuneConfig)}
     cfg = TuneConfig(**{k: v for k, v in vars(args).items() if k in known and v is not None})
-    model, history = tune(base, tok, cfg, args.run_dir, pick_device(args.device), init_from=args.init_from)
+    run_dir = args.run_dir or f"runs/{cfg.method}-{cfg.task}"
+    model, history = tune(base, tok, cfg, run_dir, pick_device(args.device), init_from=args.init_from)
     best = max(history, key=lambda h: h["dev_exact_match"])
     test = score(model, tok, test_examples(cfg.task))
     print(f"{cfg.method} on {cfg.task}: best dev exact match {100 * best['dev_exact_match']:.1f} % "
           f"(step {best['step']}), test exact match {100 * test['exact_match']:.1f} %")
-    print(f"artifact: {args.run_dir}/best.safetensors")
+    print(f"artifact: {run_dir}/best.safetensors")
 
 
 def cmd_search_prompt(args):
@@ -157,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = command("pretrain", cmd_pretrain, "pretrain a base GPT on the tiny world (resumes if interrupted)")
     c.add_argument("--steps", type=int, help="optimizer steps (default: PretrainConfig's)")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU only)")
     c.add_argument("--run-dir", default="runs/pretrain", help="checkpoints go here")
     c.add_argument("--out", default="runs/pretrain/base",
                    help="where the finished base goes (minprefix/weights rebuilds the shipped one)")
@@ -189,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--eval-every", type=int)
     c.add_argument("--seed", type=int)
     c.add_argument("--grad-checkpointing", action="store_true", default=None)
-    c.add_argument("--run-dir", default="runs/tune", help="checkpoint.pt and best.safetensors go here")
+    c.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast (GPU only)")
+    c.add_argument("--run-dir", help="checkpoint.pt and best.safetensors go here (default: runs/METHOD-TASK)")
     c.add_argument("--init-from", help="continue from a saved artifact of the same method")
 
     c = with_base(command("search-prompt", cmd_search_prompt, "score hard prompts, then search with gradients"))

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .model import GPT
+from .model import GPT, autocast
 from .world import Example, Tokenizer, answer_batch, examples, uses_lexicon
 
 METHODS = ("soft", "prefix", "prefix-direct", "block-prefix", "full")
@@ -98,6 +98,7 @@ class TuneConfig:
     n_dev: int = 200  # dev examples
     seed: int = 0  # initialization and the batches of every step
     grad_checkpointing: bool = False  # recompute blocks in backward (saves activation memory)
+    bf16: bool = False  # bf16 autocast on a GPU (ignored on CPU: fp32 there)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -177,7 +178,8 @@ def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu",
     if ckpt_path is not None and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
         if ckpt["config"] != json.loads(json.dumps(asdict(cfg))):
-            raise ValueError(f"{ckpt_path} was written by another configuration; use a new run dir")
+            raise ValueError(f"{ckpt_path} was written by another configuration; "
+                             "pass another --run-dir, or delete that one to start over")
         model.load_state_dict(ckpt["trainable"], strict=False)
         opt.load_state_dict(ckpt["optimizer"])
         step, history = ckpt["step"], ckpt["history"]
@@ -221,7 +223,8 @@ def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu",
             idx, targets = answer_batch(tok, rng.choices(train_exs, k=cfg.batch_size), device)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg.steps, cfg.warmup, cfg.peak_lr, cfg.min_lr)
-            _, loss = model(idx, targets)
+            with autocast(device, cfg.bf16):
+                _, loss = model(idx, targets)
             if not torch.isfinite(loss):
                 save_best()
                 raise FloatingPointError(
