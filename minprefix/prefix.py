@@ -56,7 +56,7 @@ class PrefixMLP(nn.Sequential):
 class _PrefixBase(nn.Module, Generator):
     """What the two prefix views share: the frozen base, the parametrization, merge."""
 
-    def __init__(self, base: GPT, prefix_len: int, width: int, reparam_dim, hidden):
+    def __init__(self, base: GPT, prefix_len: int, width: int, reparam_dim, hidden, seed: int):
         super().__init__()
         if prefix_len < 0 or prefix_len >= base.config.block_size:
             raise ValueError(f"prefix_len={prefix_len} must be in [0, block_size={base.config.block_size})")
@@ -67,8 +67,10 @@ class _PrefixBase(nn.Module, Generator):
         if reparam_dim is None:  # direct: the prefix itself is the parameter
             self.prefix = nn.Parameter(torch.zeros(prefix_len, width, **like))
         else:
-            self.prefix_input = nn.Parameter(torch.randn(prefix_len, reparam_dim, **like))  # P'
-            self.mlp = PrefixMLP(reparam_dim, hidden, width).to(**like)
+            with torch.random.fork_rng():  # seeded init of P' and the MLP, the global RNG untouched
+                torch.manual_seed(seed)
+                self.prefix_input = nn.Parameter(torch.randn(prefix_len, reparam_dim).to(**like))  # P'
+                self.mlp = PrefixMLP(reparam_dim, hidden, width).to(**like)
 
     @property
     def config(self):
@@ -80,6 +82,18 @@ class _PrefixBase(nn.Module, Generator):
     def rows(self) -> torch.Tensor:
         """The prefix as one (P, width) matrix: the parameter itself, or MLP(P')."""
         return self.prefix if self.reparam_dim is None else self.mlp(self.prefix_input)
+
+    @classmethod
+    def _direct(cls, base: GPT, tensor: torch.Tensor, prefix_len: int):
+        """A direct prefix holding `tensor` (in the layout of `prompt()`)."""
+        model = cls(base, prefix_len, init="zero")
+        with torch.no_grad():
+            model.prefix.copy_(model._to_rows(tensor))
+        return model
+
+    def merge(self):
+        """The stored form: a direct prefix holding the current one (no MLP), giving the same logits."""
+        return self._direct(self.base, self.prompt().detach(), self.prefix_len)
 
     def _fill(self, init: str, text: str | None, seed: int, text_rows):
         """Set the starting prefix. text_rows(ids) -> (P, width) rows the base computes for ids."""
@@ -102,7 +116,7 @@ class _PrefixBase(nn.Module, Generator):
                                      f"has {self.config.vocab_size} tokens: use PrefixGPT.from_kv instead")
                 self.prefix.copy_(text_rows(text_ids(tok, text, self.prefix_len)))
             elif init == "random":
-                if self.reparam_dim is None:  # normal noise at the scale of the base's real activations
+                if self.reparam_dim is None and self.prefix_len:  # noise at the scale of real activations
                     real = text_rows([i % self.config.vocab_size for i in range(self.prefix_len)])
                     g = torch.Generator().manual_seed(seed)
                     self.prefix.copy_(torch.randn(real.shape, generator=g).to(real) * real.std())
@@ -130,8 +144,7 @@ class PrefixGPT(_PrefixBase):
     def __init__(self, base: GPT, prefix_len: int, reparam_dim: int | None = None, hidden: int = 512,
                  init: str = "random", text: str | None = None, seed: int = 0):
         c = base.config
-        torch.manual_seed(seed)  # P' and the MLP's initial weights
-        super().__init__(base, prefix_len, 2 * c.n_layer * c.d_model, reparam_dim, hidden)
+        super().__init__(base, prefix_len, 2 * c.n_layer * c.d_model, reparam_dim, hidden, seed)
         self.blocks = nn.ModuleList(PrefixBlock(b) for b in base.blocks)
         self._fill(init, text, seed, lambda ids: self._to_rows(base_kv(base, ids)))
 
@@ -147,10 +160,7 @@ class PrefixGPT(_PrefixBase):
         if kv.dim() != 5 or tuple(kv.shape) != want:
             raise ValueError(f"prefix keys/values must be (n_layer, 2, n_head, P, head_dim) = "
                              f"{want}, got {tuple(kv.shape)}")
-        model = cls(base, kv.size(3), init="zero")
-        with torch.no_grad():
-            model.prefix.copy_(model._to_rows(kv))
-        return model
+        return cls._direct(base, kv, kv.size(3))
 
     def prefix_kv(self) -> torch.Tensor:
         """The current prefix: (n_layer, 2, n_head, P, head_dim)."""
@@ -159,10 +169,6 @@ class PrefixGPT(_PrefixBase):
         return rows.permute(1, 2, 3, 0, 4)  # (L, 2, nh, P, hs)
 
     prompt = prefix_kv  # the per-task tensor a prompt bank stacks
-
-    def merge(self) -> "PrefixGPT":
-        """The stored form: a direct prefix holding the current keys and values (no MLP), same logits."""
-        return PrefixGPT.from_kv(self.base, self.prefix_kv().detach())
 
     def forward(self, idx, targets=None, cache: KVCache | None = None, prompt=None):
         """idx (B, T) -> logits (B, T, vocab), and the loss.
@@ -193,8 +199,7 @@ class BlockInputPrefixGPT(_PrefixBase):
     def __init__(self, base: GPT, prefix_len: int, reparam_dim: int | None = None, hidden: int = 512,
                  init: str = "random", text: str | None = None, seed: int = 0):
         c = base.config
-        torch.manual_seed(seed)
-        super().__init__(base, prefix_len, c.n_layer * c.d_model, reparam_dim, hidden)
+        super().__init__(base, prefix_len, c.n_layer * c.d_model, reparam_dim, hidden, seed)
         self._fill(init, text, seed, lambda ids: self._to_rows(block_inputs(base, ids)))
 
     def _to_rows(self, hidden):
@@ -208,20 +213,13 @@ class BlockInputPrefixGPT(_PrefixBase):
         if hidden.dim() != 3 or hidden.size(0) != c.n_layer or hidden.size(2) != c.d_model:
             raise ValueError(f"block-input rows must be (n_layer={c.n_layer}, P, d_model={c.d_model}), "
                              f"got {tuple(hidden.shape)}")
-        model = cls(base, hidden.size(1), init="zero")
-        with torch.no_grad():
-            model.prefix.copy_(model._to_rows(hidden))
-        return model
+        return cls._direct(base, hidden, hidden.size(1))
 
     def block_rows(self) -> torch.Tensor:
         """The rows fed to each block: (n_layer, P, d_model)."""
         return self.rows().view(self.prefix_len, self.config.n_layer, self.config.d_model).transpose(0, 1)
 
     prompt = block_rows
-
-    def merge(self) -> "BlockInputPrefixGPT":
-        """The stored form: direct rows (no fully connected layers), same logits."""
-        return BlockInputPrefixGPT.from_hidden(self.base, self.block_rows().detach())
 
     def to_kv(self) -> torch.Tensor:
         """The equivalent key/value prefix: each frozen block's K and V of its rows, (L, 2, nh, P, hs)."""
