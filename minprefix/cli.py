@@ -6,8 +6,14 @@ from dataclasses import fields
 
 import torch
 
+from .artifacts import fingerprint, load_prompt
+from .base import SHIPPED_DIR, PretrainConfig, load_base, pretrain, save_base
+from .demo import run_demo
+from .hard_prompt import score_templates, search_prompt
 from .model import pick_device
-from .world import BARE_TEMPLATE, DOWNSTREAM_TASKS, PRETRAIN_TASKS, TEMPLATES, examples, uses_lexicon
+from .params import GPT2_FAMILY, format_table, gpt2_config, method_table
+from .train import TuneConfig, score, tune
+from .world import BARE_TEMPLATE, DOWNSTREAM_TASKS, PRETRAIN_TASKS, TEMPLATES, examples
 
 
 class Parser(argparse.ArgumentParser):
@@ -16,21 +22,15 @@ class Parser(argparse.ArgumentParser):
 
 
 def _base(args):
-    from .base import SHIPPED_DIR, load_base
-
     return load_base(pick_device(args.device), args.base or SHIPPED_DIR)
 
 
-def test_examples(task: str, n: int = 200):
-    return examples(task, "test", None if uses_lexicon(task) else n)
 
 
 # ---------------------------------------------------------------------------- commands
 
 
 def cmd_pretrain(args):
-    from .base import PretrainConfig, pretrain, save_base
-
     cfg = PretrainConfig(seed=args.seed, bf16=args.bf16, **({"steps": args.steps} if args.steps else {}))
     model = pretrain(cfg, args.run_dir, pick_device(args.device))
     save_base(model.cpu(), args.out, {"pretrain": {"steps": cfg.steps, "seed": cfg.seed}})
@@ -38,18 +38,16 @@ def cmd_pretrain(args):
 
 
 def cmd_evaluate(args):
-    from .train import score
-
     model, tok = _base(args)
-    dev = [ex for t in PRETRAIN_TASKS for ex in examples(t, "dev", None if uses_lexicon(t) else 200)]
+    dev = [ex for t in PRETRAIN_TASKS for ex in examples(t, "dev", 200)]
     print(f"base: {model.num_params():,} parameters, {model.config}")
     print(f"validation loss (every character of {len(dev)} dev examples): "
           f"{score(model, tok, dev, whole_text=True)['loss']:.4f} nats/char")
     print("\n| task | prompt | test examples | exact match | answer loss (dev) |")
     print("| --- | --- | ---: | ---: | ---: |")
     for task in PRETRAIN_TASKS + DOWNSTREAM_TASKS:
-        test = score(model, tok, test_examples(task))
-        dev = score(model, tok, examples(task, "dev", None if uses_lexicon(task) else 200))
+        test = score(model, tok, examples(task, "test", 200))
+        dev = score(model, tok, examples(task, "dev", 200))
         prompt = f"its {len(TEMPLATES[task])} templates" if task in TEMPLATES else "none (bare input)"
         print(f"| {task} | {prompt} | {test['n']} | {100 * test['exact_match']:.1f} % | {dev['loss']:.3f} |")
 
@@ -57,11 +55,8 @@ def cmd_evaluate(args):
 def cmd_generate(args):
     model, tok = _base(args)
     if args.artifact:
-        from .artifacts import load_prompt
-
         model = load_prompt(args.artifact, model)
-    idx = torch.tensor([tok.encode(args.prompt)], device=model.wte.weight.device if hasattr(model, "wte")
-                       else model.base.wte.weight.device)
+    idx = torch.tensor([tok.encode(args.prompt)], device=next(model.parameters()).device)
     room = model.config.block_size - model.prompt_rows() - idx.size(1)
     if room <= 0:
         raise ValueError(f"the prompt has {idx.size(1)} characters; with {model.prompt_rows()} prompt rows "
@@ -73,17 +68,11 @@ def cmd_generate(args):
 
 
 def cmd_info(args):
-    from .params import GPT2_FAMILY, format_table, gpt2_config, method_table
-
     model, _ = _base(args)
-    from .artifacts import fingerprint
-
     print(f"shipped base: {model.config}")
     print(f"parameters: {model.num_params():,} (token table {model.wte.weight.numel():,}, "
           f"positions {model.wpe.weight.numel():,}; the output head is tied to the token table)")
     print(f"fingerprint: {fingerprint(model)}\n")
-    from .train import TuneConfig
-
     cols = ["method", "trainable", "trainable_share", "stored", "stored_share"]
     h = args.hidden or TuneConfig().hidden
     print(f"methods on the shipped base (P={args.prompt_len}, k=d_model, h={h}, as `minprefix tune` trains them):")
@@ -95,30 +84,25 @@ def cmd_info(args):
 
 
 def cmd_tune(args):
-    from .train import TuneConfig, score, tune
-
     base, tok = _base(args)
     known = {f.name for f in fields(TuneConfig)}
     cfg = TuneConfig(**{k: v for k, v in vars(args).items() if k in known and v is not None})
     run_dir = args.run_dir or f"runs/{cfg.method}-{cfg.task}"
     model, history = tune(base, tok, cfg, run_dir, pick_device(args.device), init_from=args.init_from)
     best = max(history, key=lambda h: h["dev_exact_match"])
-    test = score(model, tok, test_examples(cfg.task))
+    test = score(model, tok, examples(cfg.task, "test", 200))
     print(f"{cfg.method} on {cfg.task}: best dev exact match {100 * best['dev_exact_match']:.1f} % "
           f"(step {best['step']}), test exact match {100 * test['exact_match']:.1f} %")
     print(f"artifact: {run_dir}/best.safetensors")
 
 
 def cmd_search_prompt(args):
-    from .hard_prompt import score_templates, search_prompt
-
     base, tok = _base(args)
     task = args.task if args.task.startswith("bare-") or "-" in args.task else f"bare-{args.task}"
     if task not in DOWNSTREAM_TASKS:
         raise ValueError(f"unknown task {args.task!r}; choose from {', '.join(DOWNSTREAM_TASKS)}")
     skill = task.removeprefix("bare-")
-    n = None if uses_lexicon(task) else 200
-    train, dev = examples(task, "train", n), examples(task, "dev", n)
+    train, dev = examples(task, "train", 200), examples(task, "dev", 200)
     candidates = list(TEMPLATES.get(skill, ())) + [BARE_TEMPLATE]
     print(f"hand-written templates on the dev split of {task} ({len(dev)} examples):")
     for r in score_templates(base, tok, dev, candidates):
@@ -133,8 +117,6 @@ def cmd_search_prompt(args):
 
 
 def cmd_demo(args):
-    from .demo import run_demo
-
     run_demo(_base(args), pick_device(args.device), args.figure, steps=args.steps)
 
 

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .model import GPT, autocast
-from .world import Example, Tokenizer, answer_batch, examples, uses_lexicon
+from .world import Example, Tokenizer, answer_batch, examples
 
 METHODS = ("soft", "prefix", "prefix-direct", "block-prefix", "full")
 
@@ -94,8 +94,8 @@ class TuneConfig:
     weight_decay: float = 0.0  # AdamW weight decay on matrices
     grad_clip: float = 1.0  # max global gradient norm
     eval_every: int = 50  # steps between dev evaluations (the best is kept)
-    n_train: int = 2000  # training examples (lexicon tasks: all of their train words)
-    n_dev: int = 200  # dev examples
+    n_train: int = 2000  # training examples (at most: a lexicon task's split may be smaller)
+    n_dev: int = 200  # dev examples (at most, likewise)
     seed: int = 0  # initialization and the batches of every step
     grad_checkpointing: bool = False  # recompute blocks in backward (saves activation memory)
     bf16: bool = False  # bf16 autocast on a GPU (ignored on CPU: fp32 there)
@@ -167,9 +167,8 @@ def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu",
                 next(p for p in model.parameters() if p.requires_grad).copy_(
                     next(p for p in loaded.parameters() if p.requires_grad))
     base.grad_checkpointing = cfg.grad_checkpointing
-    n_train = None if uses_lexicon(cfg.task) else cfg.n_train
-    train_exs = examples(cfg.task, "train", n_train, seed=cfg.seed)
-    dev_exs = examples(cfg.task, "dev", None if uses_lexicon(cfg.task) else cfg.n_dev, seed=cfg.seed)
+    train_exs = examples(cfg.task, "train", cfg.n_train, seed=cfg.seed)
+    dev_exs = examples(cfg.task, "dev", cfg.n_dev, seed=cfg.seed)
     opt = make_optimizer(model.parameters(), cfg.peak_lr, cfg.weight_decay)
     params = [p for p in model.parameters() if p.requires_grad]
     run_dir = Path(run_dir) if run_dir is not None else None

@@ -212,9 +212,10 @@ def sample_example(task: str, split: str, rng: random.Random) -> Example:
 
 
 def examples(task: str, split: str, n: int | None = None, seed: int = 0) -> list[Example]:
-    """A fixed list of distinct examples of a task's split: the same for the same arguments.
+    """A fixed list of n distinct examples of a task's split: the same for the same arguments.
 
-    Lexicon tasks have a finite split; n=None (or an n beyond it) returns all of it.
+    Lexicon tasks have finite splits (e.g. 180 pretraining test pairs, about 20 words in a
+    downstream test split): n caps them, and n=None returns all of one.
     """
     _check(task, split)
     if uses_lexicon(task):
