@@ -153,19 +153,17 @@ def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu",
     base = base.to(device)
     base_before = {k: v.clone() for k, v in base.state_dict().items()} if cfg.method != "full" else None
     model = build_method(base, cfg).to(device)
-    if init_from is not None:
+    if init_from is not None:  # start from a saved artifact: its stored (direct, merged) form
         loaded = load_prompt(init_from, base)
-        if type(loaded) is not type(model) and cfg.method != "full":
+        if type(loaded) is not type(model):
             raise ValueError(f"{init_from} holds a {type(loaded).__name__}, not a {type(model).__name__}")
-        with torch.no_grad():  # start from the saved prompt (merged form: set the rows themselves)
-            if cfg.method == "full":
-                model.load_state_dict(loaded.state_dict())
-            elif getattr(model, "reparam_dim", None) is not None:
-                raise ValueError("continuing needs the direct form: use prefix-direct (or block-prefix "
-                                 "without --reparam-dim); the stored artifact holds no MLP")
-            else:
-                next(p for p in model.parameters() if p.requires_grad).copy_(
-                    next(p for p in loaded.parameters() if p.requires_grad))
+        if getattr(model, "reparam_dim", None) is not None:
+            raise ValueError("continuing needs the direct form: use prefix-direct (or block-prefix "
+                             "without --reparam-dim); the stored artifact holds no MLP")
+        if hasattr(model, "prompt") and loaded.prompt().shape != model.prompt().shape:
+            raise ValueError(f"{init_from} holds a prompt of shape {tuple(loaded.prompt().shape)}, "
+                             f"this run wants {tuple(model.prompt().shape)}: match --prompt-len")
+        model.load_state_dict(loaded.state_dict())
     base.grad_checkpointing = cfg.grad_checkpointing
     train_exs = examples(cfg.task, "train", cfg.n_train, seed=cfg.seed)
     dev_exs = examples(cfg.task, "dev", cfg.n_dev, seed=cfg.seed)
@@ -213,8 +211,12 @@ def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu",
     t0, last_loss = time.time(), None
     if best is None:
         evaluate()  # step 0: the untrained method, the baseline every curve starts from
-    model.train()
-    base.eval() if cfg.method != "full" else None  # frozen base: no dropout noise
+    def train_mode():
+        model.train()
+        if cfg.method != "full":
+            base.eval()  # the frozen base runs without dropout noise
+
+    train_mode()
     bar = tqdm(total=cfg.steps, initial=step, desc=f"{cfg.method} on {cfg.task}", disable=not progress)
     try:
         while step < cfg.steps:
@@ -240,8 +242,7 @@ def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu",
             bar.set_postfix(loss=f"{last_loss:.3f}", dev_em=f"{best['dev']['exact_match']:.2f}")
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 evaluate()
-                model.train()
-                base.eval() if cfg.method != "full" else None
+                train_mode()
                 checkpoint()
             if on_step is not None:
                 on_step(step, last_loss)

@@ -258,3 +258,12 @@ def test_gpt2_family_counts():
     assert medium["soft prompt"]["trainable"] == 10 * 1024  # the seed's 10 x 1024 = 10,240
     assert medium["key/value prefix"]["stored"] == 491_520  # 2 * 24 * 10 * 1024
     assert medium["key/value prefix + MLP"]["trainable"] == 25_750_016  # Li & Liang's training-time MLP
+
+
+def test_continuing_from_an_artifact_of_another_length_is_a_clear_error(tmp_path):
+    base = tiny_base()
+    save_prompt(PrefixGPT(base, 3), tmp_path / "p.safetensors", base)
+    with pytest.raises(ValueError, match="match --prompt-len"):
+        tune(base, TOK, quick("prefix-direct"), progress=False, init_from=tmp_path / "p.safetensors")
+    with pytest.raises(ValueError, match="holds a PrefixGPT, not a SoftPromptGPT"):
+        tune(base, TOK, quick("soft"), progress=False, init_from=tmp_path / "p.safetensors")
