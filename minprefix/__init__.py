@@ -2,14 +2,17 @@
 
 from .bank import PromptBank, ensemble_generate
 from .base import load_base
+from .methods import METHODS
 from .model import GPT, Block, GPTConfig, pick_device
 from .params import count_frozen, count_stored, count_trainable
-from .prefix import BlockInputPrefixGPT, PrefixBlock, PrefixGPT
+from .prefix import BlockInputPrefixBlock, BlockInputPrefixGPT, PrefixBlock, PrefixGPT
+from .prompted import DirectPrefix, MLPPrefix
 from .soft_prompt import SoftPromptEmbedding, SoftPromptGPT
 from .world import Tokenizer
 
 __all__ = [
-    "GPT", "GPTConfig", "Block", "Tokenizer", "load_base", "pick_device",
-    "SoftPromptEmbedding", "SoftPromptGPT", "PrefixBlock", "PrefixGPT", "BlockInputPrefixGPT",
+    "GPT", "GPTConfig", "Block", "Tokenizer", "load_base", "pick_device", "METHODS",
+    "DirectPrefix", "MLPPrefix", "SoftPromptEmbedding", "SoftPromptGPT",
+    "PrefixBlock", "PrefixGPT", "BlockInputPrefixBlock", "BlockInputPrefixGPT",
     "PromptBank", "ensemble_generate", "count_trainable", "count_frozen", "count_stored",
 ]

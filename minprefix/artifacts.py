@@ -15,9 +15,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .methods import METHODS, method_of
 from .model import GPT
-from .prefix import BlockInputPrefixGPT, PrefixGPT
-from .soft_prompt import SoftPromptGPT
+from .prompted import MLPPrefix
 
 FORMAT = "minprefix-artifact-1"
 
@@ -40,26 +40,11 @@ def fingerprint(model: GPT) -> str:
     return h.hexdigest()[:16]
 
 
-def method_of(model) -> str:
-    if isinstance(model, SoftPromptGPT):
-        return "soft"
-    if isinstance(model, PrefixGPT):
-        return "prefix"
-    if isinstance(model, BlockInputPrefixGPT):
-        return "block-prefix"
-    if isinstance(model, GPT):
-        return "full"
-    raise TypeError(f"cannot save a {type(model).__name__}")
-
-
 def stored_tensors(model) -> dict[str, torch.Tensor]:
     """What an artifact keeps: the merged prompt (no MLP), or every weight for full fine-tuning."""
-    method = method_of(model)
-    if method == "full":
+    if method_of(model).model is None:
         return {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
-    if method != "soft":
-        model = model.merge()
-    return {"prompt": model.prompt()}
+    return {"prompt": model.merge().prompt()}
 
 
 def save_prompt(model, path, base: GPT, meta: dict | None = None):
@@ -67,7 +52,7 @@ def save_prompt(model, path, base: GPT, meta: dict | None = None):
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in stored_tensors(model).items()}
     info = {
         "format": FORMAT,
-        "method": method_of(model),
+        "method": method_of(model).name,
         "shapes": {k: list(v.shape) for k, v in tensors.items()},
         "base_fingerprint": fingerprint(base),
         "base_config": asdict(base.config),
@@ -101,22 +86,31 @@ def load_prompt(path, base: GPT):
             f"{path} was tuned on base {info['base_fingerprint']} (config {info['base_config']}), "
             f"but this base is {fp} (config {asdict(base.config)}): load it onto the base it was tuned on"
         )
-    method = info["method"]
+    if info["method"] not in METHODS:
+        raise ValueError(f"{path}: unknown method {info['method']!r}")
+    wearer = METHODS[info["method"]].model
     device, dtype = base.wte.weight.device, base.wte.weight.dtype
-    if method == "full":
+    if wearer is None:
         model = copy.deepcopy(base)
         model.load_state_dict({k: v.to(device, dtype) for k, v in tensors.items()}, strict=False)
         return model
     if "prompt" not in tensors:
-        raise ValueError(f"{path}: no 'prompt' tensor for method {method!r}")
-    prompt = tensors["prompt"].to(device, dtype)
+        raise ValueError(f"{path}: no 'prompt' tensor for method {info['method']!r}")
     try:
-        if method == "soft":
-            return SoftPromptGPT.from_embeddings(base, prompt)
-        if method == "prefix":
-            return PrefixGPT.from_kv(base, prompt)
-        if method == "block-prefix":
-            return BlockInputPrefixGPT.from_hidden(base, prompt)
-    except ValueError as e:
+        return wearer.from_rows(base, wearer.to_rows(tensors["prompt"].to(device, dtype)))
+    except (ValueError, RuntimeError) as e:
         raise ValueError(f"{path}: {e}") from None
-    raise ValueError(f"{path}: unknown method {method!r}")
+
+
+def load_into(model, path, base: GPT):
+    """Continue training `model` from the artifact at `path`: same kind of rows, same length, direct."""
+    loaded = load_prompt(path, base)
+    want, got = method_of(model).name, method_of(loaded).name
+    if isinstance(getattr(model, "rows", None), MLPPrefix):
+        raise ValueError(f"{path} holds merged rows, without the MLP: continue with {want}, the direct method")
+    if got != want:
+        raise ValueError(f"{path} holds a {got} artifact; this run trains {want}")
+    if want != "full" and loaded.prompt().shape != model.prompt().shape:
+        raise ValueError(f"{path} holds a prompt of shape {tuple(loaded.prompt().shape)}, "
+                         f"this run wants {tuple(model.prompt().shape)}: match --prompt-len")
+    model.load_state_dict(loaded.state_dict())

@@ -33,12 +33,17 @@ class PromptBank(nn.Module, Generator):
             if m.prompt().shape != first.prompt().shape:
                 raise ValueError(f"member {name!r} has prompt shape {tuple(m.prompt().shape)}, "
                                  f"the others {tuple(first.prompt().shape)}; pad or retrain to one length")
-        self.members = nn.ModuleDict(members)
-        self.first = first
+        self.base = first.base  # registered once; each member's rows are registered under `rows`
+        self.rows = nn.ModuleDict({name: m.rows for name, m in members.items()})
+        self.members = dict(members)  # plain dict: registering the members would register the base again
+
+    @property
+    def first(self):
+        return next(iter(self.members.values()))
 
     @property
     def config(self):
-        return self.first.config
+        return self.base.config
 
     def prompt_rows(self) -> int:
         return self.first.prompt_rows()

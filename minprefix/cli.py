@@ -1,19 +1,29 @@
-"""The `minprefix` command: pretrain, evaluate, generate, info, tune, search-prompt, demo."""
+"""The `minprefix` command: pretrain, evaluate, generate, info, tune, search-prompt, demo.
+
+The flags of `pretrain` and `tune` are built from the fields of PretrainConfig and TuneConfig
+(their help text, defaults and ranges live there, once).
+"""
 
 import argparse
+import os
 import sys
+import warnings
 from dataclasses import fields
+from typing import get_args
 
 import torch
 
 from .artifacts import fingerprint, load_prompt
 from .base import SHIPPED_DIR, PretrainConfig, load_base, pretrain, save_base
+from .config import default_of, flag
 from .demo import run_demo
 from .hard_prompt import score_templates, search_prompt
+from .methods import METHODS, count_table
 from .model import pick_device
-from .params import GPT2_FAMILY, format_table, gpt2_config, method_table
-from .train import TuneConfig, score, tune
-from .world import BARE_TEMPLATE, DOWNSTREAM_TASKS, PRETRAIN_TASKS, TEMPLATES, examples
+from .params import GPT2_FAMILY, format_table, gpt2_config
+from .prompted import MLP_HIDDEN
+from .train import TuneConfig, percent, score, tune
+from .world import BARE_TEMPLATE, DOWNSTREAM_TASKS, PRETRAIN_TASKS, TEMPLATES, copy_baseline, examples
 
 
 class Parser(argparse.ArgumentParser):
@@ -21,17 +31,58 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def at_least(low: int):
+    """An argparse type: an integer >= low, or a one-line error naming the bound."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    return parse
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number greater than 0, got {text}")
+    return value
+
+
+def add_config_flags(parser, config_cls, skip=()):
+    """One flag per field of a config dataclass, with the field's help and default."""
+    for f in fields(config_cls):
+        if f.name in skip or "help" not in f.metadata:
+            continue
+        kind = next(t for t in (bool, int, float, str) if f.type is t or t in get_args(f.type))
+        default = default_of(f)
+        help = f.metadata["help"] + ("" if default is None else f" (default: {default})")
+        if kind is bool:
+            parser.add_argument(flag(f.name), action="store_true", default=None, help=help)
+        else:
+            parser.add_argument(flag(f.name), type=kind, help=help, metavar=f.name.upper())
+
+
+def config_from(args, config_cls, **extra):
+    """The config a command's flags ask for: given flags override the defaults, then it validates."""
+    given = {f.name: getattr(args, f.name) for f in fields(config_cls) if getattr(args, f.name, None) is not None}
+    return config_cls(**given, **extra)
+
+
 def _base(args):
     return load_base(pick_device(args.device), args.base or SHIPPED_DIR)
-
-
 
 
 # ---------------------------------------------------------------------------- commands
 
 
 def cmd_pretrain(args):
-    cfg = PretrainConfig(seed=args.seed, bf16=args.bf16, **({"steps": args.steps} if args.steps else {}))
+    cfg = config_from(args, PretrainConfig)
     model = pretrain(cfg, args.run_dir, pick_device(args.device))
     save_base(model.cpu(), args.out, {"pretrain": {"steps": cfg.steps, "seed": cfg.seed}})
     print(f"saved the base to {args.out}")
@@ -43,77 +94,82 @@ def cmd_evaluate(args):
     print(f"base: {model.num_params():,} parameters, {model.config}")
     print(f"validation loss (every character of {len(dev)} dev examples): "
           f"{score(model, tok, dev, whole_text=True)['loss']:.4f} nats/char")
-    print("\n| task | prompt | test examples | exact match | answer loss (dev) |")
-    print("| --- | --- | ---: | ---: | ---: |")
+    print("\n| task | prompt | test examples | exact match [95 % interval] | copy baseline | answer loss (dev) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
     for task in PRETRAIN_TASKS + DOWNSTREAM_TASKS:
-        test = score(model, tok, examples(task, "test", 200))
-        dev = score(model, tok, examples(task, "dev", 200))
+        test_exs = examples(task, "test", 200)
+        test, dev = score(model, tok, test_exs), score(model, tok, examples(task, "dev", 200))
         prompt = f"its {len(TEMPLATES[task])} templates" if task in TEMPLATES else "none (bare input)"
-        print(f"| {task} | {prompt} | {test['n']} | {100 * test['exact_match']:.1f} % | {dev['loss']:.3f} |")
+        print(f"| {task} | {prompt} | {test['n']} | {percent(test['exact_match'], test['n'])} | "
+              f"{100 * copy_baseline(test_exs):.1f} % | {dev['loss']:.3f} |")
 
 
 def cmd_generate(args):
     model, tok = _base(args)
     if args.artifact:
         model = load_prompt(args.artifact, model)
+    if not args.prompt:
+        raise ValueError("--prompt is empty: give at least one character to continue")
     idx = torch.tensor([tok.encode(args.prompt)], device=next(model.parameters()).device)
     room = model.config.block_size - model.prompt_rows() - idx.size(1)
     if room <= 0:
-        raise ValueError(f"the prompt has {idx.size(1)} characters; with {model.prompt_rows()} prompt rows "
-                         f"it leaves no room in block_size={model.config.block_size}")
+        raise ValueError(f"--prompt has {idx.size(1)} characters; with {model.prompt_rows()} prompt rows "
+                         f"it leaves no room in the context of {model.config.block_size} positions")
     torch.manual_seed(args.seed)
     out = model.generate(idx, min(args.max_new_tokens, room), temperature=args.temperature,
                          top_k=args.top_k, stop_id=tok.eos_id)
-    print(args.prompt + tok.decode(out[0, idx.size(1):].tolist()))
+    new = out[0, idx.size(1):].tolist()
+    print(args.prompt + tok.decode(new))
+    if args.max_new_tokens > room and tok.eos_id not in new:
+        print(f"(stopped after {len(new)} new characters: the context of {model.config.block_size} positions "
+              "is full)", file=sys.stderr)
 
 
 def cmd_info(args):
     model, _ = _base(args)
-    print(f"shipped base: {model.config}")
+    where = f"base at {args.base}" if args.base else "shipped base"
+    print(f"{where}: {model.config}")
     print(f"parameters: {model.num_params():,} (token table {model.wte.weight.numel():,}, "
           f"positions {model.wpe.weight.numel():,}; the output head is tied to the token table)")
     print(f"fingerprint: {fingerprint(model)}\n")
     cols = ["method", "trainable", "trainable_share", "stored", "stored_share"]
-    h = args.hidden or TuneConfig().hidden
-    print(f"methods on the shipped base (P={args.prompt_len}, k=d_model, h={h}, as `minprefix tune` trains them):")
-    print(format_table(method_table(model.config, args.prompt_len, h=h), cols))
-    h = args.hidden or 512
+    P, h = args.prompt_len, args.hidden or MLP_HIDDEN
+    print(f"methods on the {where} (P={P}, k=d_model, h={h}; stored = after merge, without the MLP):")
+    print(format_table(count_table(model.config, P, h=h), cols))
     for name in GPT2_FAMILY:
-        print(f"\n{name} (P={args.prompt_len}, k=d_model, h={h}, as in Li & Liang's code):")
-        print(format_table(method_table(gpt2_config(name), args.prompt_len, h=h), cols))
+        print(f"\n{name} (P={P}, k=d_model, h={h}: Li & Liang's code has k = d and the bottleneck h = 512):")
+        print(format_table(count_table(gpt2_config(name), P, h=h), cols))
 
 
 def cmd_tune(args):
     base, tok = _base(args)
-    known = {f.name for f in fields(TuneConfig)}
-    cfg = TuneConfig(**{k: v for k, v in vars(args).items() if k in known and v is not None})
+    cfg = config_from(args, TuneConfig)
     run_dir = args.run_dir or f"runs/{cfg.method}-{cfg.task}"
     model, history = tune(base, tok, cfg, run_dir, pick_device(args.device), init_from=args.init_from)
     best = max(history, key=lambda h: h["dev_exact_match"])
     test = score(model, tok, examples(cfg.task, "test", 200))
     print(f"{cfg.method} on {cfg.task}: best dev exact match {100 * best['dev_exact_match']:.1f} % "
-          f"(step {best['step']}), test exact match {100 * test['exact_match']:.1f} %")
+          f"(step {best['step']}), test exact match {percent(test['exact_match'], test['n'])}")
     print(f"artifact: {run_dir}/best.safetensors")
 
 
 def cmd_search_prompt(args):
     base, tok = _base(args)
-    task = args.task if args.task.startswith("bare-") or "-" in args.task else f"bare-{args.task}"
+    task = args.task if args.task in DOWNSTREAM_TASKS else f"bare-{args.task}"
     if task not in DOWNSTREAM_TASKS:
-        raise ValueError(f"unknown task {args.task!r}; choose from {', '.join(DOWNSTREAM_TASKS)}")
-    skill = task.removeprefix("bare-")
+        raise ValueError(f"unknown --task {args.task!r}; choose from {', '.join(DOWNSTREAM_TASKS)}")
     train, dev = examples(task, "train", 200), examples(task, "dev", 200)
-    candidates = list(TEMPLATES.get(skill, ())) + [BARE_TEMPLATE]
+    candidates = list(TEMPLATES.get(task.removeprefix("bare-"), ())) + [BARE_TEMPLATE]
     print(f"hand-written templates on the dev split of {task} ({len(dev)} examples):")
     for r in score_templates(base, tok, dev, candidates):
-        print(f"  {100 * r['exact_match']:5.1f} %  loss {r['loss']:.3f}  {r['template']!r}")
+        print(f"  {percent(r['exact_match'], r['n']):>7}  loss {r['loss']:.3f}  {r['template']!r}")
     start = args.start or "*" * 10 + BARE_TEMPLATE  # AutoPrompt's setting: filler, then the input
     before = score_templates(base, tok, dev, [start])[0]
     found, history = search_prompt(base, tok, train, start, steps=args.steps, top_k=args.top_k, seed=args.seed)
     after = score_templates(base, tok, dev, [found])[0]
     print(f"search ({args.steps} steps, {len(history)} swaps kept):")
-    print(f"  before {100 * before['exact_match']:5.1f} %  loss {before['loss']:.3f}  {start!r}")
-    print(f"  after  {100 * after['exact_match']:5.1f} %  loss {after['loss']:.3f}  {found!r}")
+    print(f"  before {percent(before['exact_match'], before['n']):>7}  loss {before['loss']:.3f}  {start!r}")
+    print(f"  after  {percent(after['exact_match'], after['n']):>7}  loss {after['loss']:.3f}  {found!r}")
 
 
 def cmd_demo(args):
@@ -123,84 +179,81 @@ def cmd_demo(args):
 # ---------------------------------------------------------------------------- parser
 
 
+def methods_epilog() -> str:
+    lines = ["methods (default learning rate; inits, the default first):"]
+    for m in METHODS.values():
+        lines.append(f"  {m.name:<17} {m.label:<30} lr {m.lr:<6g} init: {', '.join(m.inits) or '-'}")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="minprefix", description="Prompt tuning from scratch on a small frozen GPT.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    def command(name, fn, help):
-        c = sub.add_parser(name, help=help, description=help)
-        c.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: the best available)")
+    def command(name, fn, help, base=True, **kw):
+        c = sub.add_parser(name, help=help, description=help, **kw)
+        c.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: cuda, then mps, then cpu)")
+        if base:
+            c.add_argument("--base", help="directory of a base model (default: the shipped one)")
         c.set_defaults(fn=fn)
         return c
 
-    def with_base(c):
-        c.add_argument("--base", help="directory of a base model (default: the shipped one)")
-        return c
-
-    c = command("pretrain", cmd_pretrain, "pretrain a base GPT on the tiny world (resumes if interrupted)")
-    c.add_argument("--steps", type=int, help="optimizer steps (default: PretrainConfig's)")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU only)")
-    c.add_argument("--run-dir", default="runs/pretrain", help="checkpoints go here")
+    c = command("pretrain", cmd_pretrain, "pretrain a base GPT on the tiny world (resumes if interrupted)", base=False)
+    add_config_flags(c, PretrainConfig)
+    c.add_argument("--run-dir", default="runs/pretrain", help="checkpoints go here (default: runs/pretrain)")
     c.add_argument("--out", default="runs/pretrain/base",
                    help="where the finished base goes (minprefix/weights rebuilds the shipped one)")
 
-    with_base(command("evaluate", cmd_evaluate, "score the base on every task's test split"))
+    command("evaluate", cmd_evaluate, "score the base on every task's test split, beside the copy baseline")
 
-    c = with_base(command("generate", cmd_generate, "continue a text with the base (or a tuned prompt)"))
-    c.add_argument("--prompt", required=True)
+    c = command("generate", cmd_generate, "continue a text with the base (or a tuned prompt)")
+    c.add_argument("--prompt", required=True, help="the text to continue")
     c.add_argument("--artifact", help="a tuned prompt (.safetensors) to wear")
-    c.add_argument("--max-new-tokens", type=int, default=40)
-    c.add_argument("--temperature", type=float, default=1.0)
-    c.add_argument("--top-k", type=int, default=1, help="1 = greedy (default)")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--max-new-tokens", type=at_least(1), default=40, help="at most this many characters (default: 40)")
+    c.add_argument("--temperature", type=positive_float, default=1.0, help="sampling temperature (default: 1)")
+    c.add_argument("--top-k", type=at_least(1), default=1, help="sample from the k likeliest; 1 = greedy (default)")
+    c.add_argument("--seed", type=at_least(0), default=0, help="seed of the sampling (default: 0)")
 
-    c = with_base(command("info", cmd_info, "configuration and parameter counts of every method"))
-    c.add_argument("--prompt-len", type=int, default=10)
-    c.add_argument("--hidden", type=int, help="MLP hidden size (default: tune's for the base, 512 for GPT-2)")
+    c = command("info", cmd_info, "configuration and parameter counts of every method")
+    c.add_argument("--prompt-len", type=at_least(1), default=10, help="P, rows or positions (default: 10)")
+    c.add_argument("--hidden", type=at_least(1), help=f"hidden width of the MLP (default: {MLP_HIDDEN})")
 
-    c = with_base(command("tune", cmd_tune, "tune one method on one task"))
-    c.add_argument("--method", required=True, choices=["soft", "prefix", "prefix-direct", "block-prefix", "full"])
-    c.add_argument("--task", required=True, choices=PRETRAIN_TASKS + DOWNSTREAM_TASKS)
-    c.add_argument("--prompt-len", type=int)
-    c.add_argument("--reparam-dim", type=int)
-    c.add_argument("--hidden", type=int)
-    c.add_argument("--init")
-    c.add_argument("--init-text")
-    c.add_argument("--steps", type=int)
-    c.add_argument("--batch-size", type=int)
-    c.add_argument("--lr", type=float)
-    c.add_argument("--eval-every", type=int)
-    c.add_argument("--seed", type=int)
-    c.add_argument("--grad-checkpointing", action="store_true", default=None)
-    c.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast (GPU only)")
+    c = command("tune", cmd_tune, "tune one method on one task", epilog=methods_epilog(),
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_flags(c, TuneConfig)
     c.add_argument("--run-dir", help="checkpoint.pt and best.safetensors go here (default: runs/METHOD-TASK)")
-    c.add_argument("--init-from", help="continue from a saved artifact of the same method")
+    c.add_argument("--init-from", help="continue from a saved artifact of the same (direct) method")
 
-    c = with_base(command("search-prompt", cmd_search_prompt, "score hard prompts, then search with gradients"))
-    c.add_argument("--task", required=True)
+    c = command("search-prompt", cmd_search_prompt, "score hard prompts, then search with gradients")
+    c.add_argument("--task", required=True, help="a downstream task, or a pretraining task (its bare variant)")
     c.add_argument("--start", help="template to start from, with {x} where the input goes "
                    "(default: ten '*' then the bare input)")
-    c.add_argument("--steps", type=int, default=40)
-    c.add_argument("--top-k", type=int, default=8)
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--steps", type=at_least(1), default=40, help="search steps (default: 40)")
+    c.add_argument("--top-k", type=at_least(1), default=8, help="candidates tried per step (default: 8)")
+    c.add_argument("--seed", type=at_least(0), default=0, help="seed of positions and batches (default: 0)")
 
-    c = with_base(command("demo", cmd_demo, "hard prompts, soft prompt, prefix and full fine-tuning, side by side"))
-    c.add_argument("--steps", type=int, default=300, help="tuning steps per method")
-    c.add_argument("--figure", default="figures/demo.png")
+    c = command("demo", cmd_demo, "hard prompts, soft prompt, prefix and full fine-tuning, side by side")
+    c.add_argument("--steps", type=at_least(1), default=300, help="tuning steps per method (default: 300)")
+    c.add_argument("--figure", default="figures/demo.png", help="where the figure goes")
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    name = f"minprefix {args.command}"
     try:
-        args.fn(args)
+        with warnings.catch_warnings():  # a warning is one line too
+            warnings.showwarning = lambda message, *_: print(f"{name}: warning: {message}", file=sys.stderr)
+            args.fn(args)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
-        print(f"minprefix {args.command}: error: {e}", file=sys.stderr)
+        print(f"{name}: error: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
-        print(f"\nminprefix {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+        print(f"\n{name}: interrupted; run the same command again to resume", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:  # the reader went away (`minprefix info | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """`minprefix demo`: every kind of prompt on the shipped base, side by side, in a few minutes.
 
-1. Hard prompts: the seed's three English-to-German templates (and the bare input) scored
-   on the base, no training.
+1. Hard prompts: three English-to-German templates (and the bare input) scored on the base,
+   no training.
 2. A bare task (the input alone, no instruction) and a composed one (two skills chained,
    never seen in pretraining): the base does badly on both. A soft prompt, a prefix with
    the reparameterization MLP, a direct prefix, and full fine-tuning as the reference, each
@@ -13,14 +13,13 @@ import time
 from pathlib import Path
 
 from .hard_prompt import score_templates
+from .methods import METHODS
 from .params import count_stored, count_trainable
-from .train import TuneConfig, score, tune
+from .train import TuneConfig, percent, score, tune
 from .world import BARE_TEMPLATE, TEMPLATES, examples
 
 DEMO_TASKS = ("bare-reverse", "reverse-upper")
 DEMO_METHODS = ("full", "soft", "prefix", "prefix-direct")
-LABELS = {"full": "full fine-tuning", "soft": "soft prompt", "prefix": "prefix, MLP reparameterization",
-          "prefix-direct": "prefix, direct", "block-prefix": "block-input prefix"}
 
 
 def run_demo(base_and_tok, device="cpu", figure="figures/demo.png", steps=300, tasks=DEMO_TASKS,
@@ -33,7 +32,7 @@ def run_demo(base_and_tok, device="cpu", figure="figures/demo.png", steps=300, t
     dev = examples("bare-translate", "dev")
     print(f"1. hard prompts, no training: English -> German on {len(dev)} dev words")
     for r in score_templates(base, tok, dev, list(TEMPLATES["translate"][:3]) + [BARE_TEMPLATE]):
-        print(f"   {100 * r['exact_match']:5.1f} %  answer loss {r['loss']:.3f}   {r['template']!r}")
+        print(f"   {percent(r['exact_match'], r['n']):>16}  answer loss {r['loss']:.3f}   {r['template']!r}")
 
     print("\n2. tuning on tasks whose prompt holds no instruction, only the input:")
     for task in tasks:
@@ -56,7 +55,7 @@ def run_demo(base_and_tok, device="cpu", figure="figures/demo.png", steps=300, t
     print("| base, no tuning | 0 | 0 % | 0 | " + " | ".join(f"{100 * base_dev[t]:.1f} %" for t in tasks) + " |")
     for r in rows:
         share = r["trainable"] / n_base
-        print(f"| {LABELS[r['method']]} (`{r['method']}`) | {r['trainable']:,} | {100 * share:.2f} % | "
+        print(f"| {METHODS[r['method']].label} (`{r['method']}`) | {r['trainable']:,} | {100 * share:.2f} % | "
               f"{r['stored']:,} | " + " | ".join(f"{100 * r[t]:.1f} %" for t in tasks) + " |")
     plot_curves(curves, figure, steps)
     print(f"\nfigure: {figure}   ({time.time() - t0:.0f} s in all, {steps} steps per run)")
@@ -73,7 +72,7 @@ def plot_curves(curves, path, steps):
     for ax, (task, by_method) in zip(axes[0], curves.items()):
         for method, history in by_method.items():
             ax.plot([h["step"] for h in history], [100 * h["dev_exact_match"] for h in history],
-                    marker="o", label=LABELS[method])
+                    marker="o", label=METHODS[method].label)
         ax.set(xlabel="training step", ylabel="dev exact match (%)", title=task, ylim=(-3, 103), xlim=(0, steps))
         ax.grid(alpha=0.3)
     axes[0][0].legend(loc="lower right")

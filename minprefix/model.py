@@ -149,7 +149,7 @@ class Generator:
         and decoding ends early once every row has.
         """
         check_ids(idx, self.config, extra=self.prompt_rows() + max_new_tokens)
-        if temperature <= 0:
+        if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature} (use top_k=1 for greedy)")
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k must be at least 1 (1 is greedy), got {top_k}")
@@ -157,7 +157,8 @@ class Generator:
         logits, _ = self(idx, cache=cache, **kw)
         done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
         for step in range(max_new_tokens):
-            logits = logits[:, -1, :] / temperature  # (B, vocab)
+            logits = logits[:, -1, :].double()  # (B, vocab), in float64 so that a tiny temperature cannot underflow
+            logits = (logits - logits.max(-1, keepdim=True).values) / temperature  # max at 0: no overflow either
             if top_k is not None:
                 kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
                 logits = logits.masked_fill(logits < kth, -float("inf"))

@@ -7,12 +7,13 @@ With P prompt/prefix rows, L layers, width d, bottleneck k and MLP hidden size h
     key/value prefix          2*L*P*d
     reparameterization MLP    P*k + k*h + h + h*(2*L*d) + 2*L*d     (P' + two Linear layers)
 
-The MLP exists only while training; `merge` keeps the 2*L*P*d prefix it produces.
+The MLP exists only while training; `merge` keeps the P*width rows it produces. The table of
+every method's counts is `methods.count_table`, built from these formulas.
 """
 
 import torch
 
-from .model import GPT, GPTConfig
+from .model import GPTConfig
 
 # GPT-2 family shapes (Radford et al. 2019): (n_layer, d_model, n_head)
 GPT2_FAMILY = {
@@ -63,30 +64,14 @@ def count_stored(model: torch.nn.Module) -> int:
 
 
 def base_params(config: GPTConfig) -> int:
-    """Parameters of a GPT with this config, built on the meta device (no memory, no weights)."""
-    with torch.device("meta"):
-        return GPT(config).num_params()
+    """Parameters of a GPT with this config (the output head is tied to the token table).
 
-
-def method_table(config: GPTConfig, P: int = 10, k: int | None = None, h: int = 512) -> list[dict]:
-    """Trainable and stored numbers of every method on one base, and their share of the base.
-
-    k defaults to d_model, as in Li & Liang's code (P' is a P x d embedding).
+    Per block: q/k/v (3d^2), the attention output (d^2) and the MLP (4d^2 + 4d^2): 12d^2 weights;
+    two LayerNorm scales (2d); with biases (b = 1, as in GPT-2) 3d + d + 4d + d Linear biases and
+    two LayerNorm shifts, 11d more. Then tokens V*d, positions T*d, and the final LayerNorm.
     """
-    L, d = config.n_layer, config.d_model
-    k = d if k is None else k
-    n_base = base_params(config)
-    rows = [
-        ("full fine-tuning", n_base, n_base),
-        ("soft prompt", soft_prompt_params(P, d), soft_prompt_params(P, d)),
-        ("block-input prefix", block_prefix_params(L, P, d), block_prefix_params(L, P, d)),
-        ("key/value prefix", kv_prefix_params(L, P, d), kv_prefix_params(L, P, d)),
-        ("key/value prefix + MLP", reparam_params(P, k, h, 2 * L * d), kv_prefix_params(L, P, d)),
-    ]
-    return [
-        {"method": m, "trainable": t, "trainable_share": t / n_base, "stored": s, "stored_share": s / n_base}
-        for m, t, s in rows
-    ]
+    V, T, L, d, b = config.vocab_size, config.block_size, config.n_layer, config.d_model, int(config.bias)
+    return V * d + T * d + L * (12 * d * d + 2 * d + 11 * b * d) + (1 + b) * d
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:

@@ -1,26 +1,27 @@
-"""Scoring, and one training loop for every method.
+"""Scoring, and the one training loop: pretraining and every tuning method use it.
 
-`tune` trains whatever the method exposes as trainable (a soft prompt, a prefix, P' and its
-MLP, or every weight for full fine-tuning) with the same AdamW, schedule, clipping, dev
-evaluation and checkpointing, so methods differ only in what they train.
+`optimize` trains whatever parameters of a model have requires_grad (a soft prompt, a
+prefix, P' and its MLP, or every weight) with the same AdamW, schedule, clipping, NaN stop,
+checkpoints and resume, so methods differ only in what they train. `tune` is that loop on
+one downstream task, with dev evaluation and the best artifact kept.
 """
 
-import copy
 import json
 import math
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from .artifacts import atomic_save, load_into, save_prompt
+from .config import arg, validate
+from .methods import METHODS
 from .model import GPT, autocast
-from .world import Example, Tokenizer, answer_batch, examples
-
-METHODS = ("soft", "prefix", "prefix-direct", "block-prefix", "full")
-
+from .world import DOWNSTREAM_TASKS, PRETRAIN_TASKS, Example, Tokenizer, answer_batch, examples
 
 # ---------------------------------------------------------------------------- scoring
 
@@ -56,15 +57,49 @@ def score(model, tok: Tokenizer, exs: list[Example], batch_size: int = 256, whol
     return {"exact_match": n_correct / max(1, len(exs)), "loss": loss_sum / max(1, n_tokens), "n": len(exs)}
 
 
-# ---------------------------------------------------------------------------- optimization
+def wilson_interval(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion p measured on n examples (good at small n and p near 0 or 1)."""
+    if n == 0:
+        return 0.0, 1.0
+    center = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, center - half), min(1.0, center + half)
 
 
-def lr_at(step: int, steps: int, warmup: int, lr: float, min_lr: float) -> float:
-    """Linear warmup to lr, then cosine decay to min_lr at the last step."""
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
-    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * progress))
+def percent(p: float, n: int) -> str:
+    """A score as a percentage, with its 95 % interval when it rests on fewer than 100 examples."""
+    if n >= 100:
+        return f"{100 * p:.1f} %"
+    low, high = wilson_interval(p, n)
+    return f"{100 * p:.1f} % [{100 * low:.0f}, {100 * high:.0f}]"
+
+
+# ---------------------------------------------------------------------------- the training loop
+
+
+@dataclass
+class LoopConfig:
+    """What every training run needs. Pretraining and tuning change the defaults."""
+
+    steps: int = arg(300, "optimizer steps", low=1)
+    batch_size: int = arg(32, "examples (tuning) or packed rows (pretraining) per step", low=1, high=4096)
+    lr: float | None = arg(None, "peak learning rate, reached after warmup (default: the method's)", above=0)
+    min_lr_ratio: float = arg(0.1, "the cosine schedule ends at lr times this", low=0.0, high=1.0)
+    warmup: int = arg(20, "steps of linear warmup", low=0)
+    weight_decay: float = arg(0.0, "AdamW weight decay on matrices (not biases or norms)", low=0.0)
+    grad_clip: float = arg(1.0, "largest global gradient norm", above=0)
+    seed: int = arg(0, "seed of the initialization and of every step's batch", low=0, high=2**31 - 1)
+    bf16: bool = arg(False, "bf16 autocast (GPU only; fp32 on CPU)")
+
+    def __post_init__(self):
+        validate(self)
+
+    def lr_at(self, step: int, peak: float) -> float:
+        """Linear warmup to peak, then cosine decay to peak * min_lr_ratio at the last step."""
+        if step < self.warmup:
+            return peak * (step + 1) / self.warmup
+        progress = min(1.0, (step - self.warmup) / max(1, self.steps - self.warmup))
+        return peak * (self.min_lr_ratio + 0.5 * (1 - self.min_lr_ratio) * (1 + math.cos(math.pi * progress)))
 
 
 def make_optimizer(params, lr, weight_decay):
@@ -77,67 +112,136 @@ def make_optimizer(params, lr, weight_decay):
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
 
 
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+class Checkpoint:
+    """run_dir/checkpoint.pt: trainable weights, optimizer, step, config and the caller's state, written atomically."""
+
+    def __init__(self, run_dir, cfg: LoopConfig):
+        self.path = Path(run_dir) / "checkpoint.pt" if run_dir is not None else None
+        self.config = json.loads(json.dumps(asdict(cfg)))  # as JSON would give it back
+
+    def resume(self, model, opt, state: dict, device) -> int:
+        """The step to start from: 0, or the saved one with weights, optimizer and state restored."""
+        if self.path is None or not self.path.exists():
+            return 0
+        ckpt = torch.load(self.path, map_location=device, weights_only=True)
+        if ckpt["config"] != self.config:
+            raise ValueError(f"{self.path} was written by another configuration; "
+                             "pass another --run-dir, or delete that one to start over")
+        model.load_state_dict(ckpt["trainable"], strict=False)
+        opt.load_state_dict(ckpt["optimizer"])
+        state.update(ckpt["state"])
+        return ckpt["step"]
+
+    def save(self, model, opt, step: int, state: dict):
+        if self.path is not None:
+            atomic_save({"trainable": trainable_state(model), "optimizer": opt.state_dict(), "step": step,
+                         "config": self.config, "state": state}, self.path)
+
+
+def optimize(model, cfg: LoopConfig, peak_lr: float, next_batch, every: int, run_dir=None, device="cpu",
+             on_eval=None, state: dict | None = None, desc: str = "train", progress=True, on_step=None):
+    """The one training loop. Trains the parameters of `model` that have requires_grad.
+
+    next_batch(rng) -> (idx, targets), where rng is seeded by (cfg.seed, step) alone: a
+    resumed run sees exactly the batches an uninterrupted one would. At step 0 of a fresh run,
+    every `every` steps and at the end, on_eval(step, loss) runs (it may return a dict to show
+    on the progress bar), then a `Checkpoint` is written to run_dir, with `state` (a dict the
+    caller owns). A run resumes from that checkpoint if there is one; Ctrl-C writes it first.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(params, peak_lr, cfg.weight_decay)
+    state = {} if state is None else state
+    checkpoint = Checkpoint(run_dir, cfg)
+    step = checkpoint.resume(model, opt, state, device)
+    evaluate = on_eval or (lambda step, loss: None)
+    shown = {}
+    if step == 0:  # the untrained model: where every curve starts
+        shown = evaluate(0, None) or {}
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=not progress)
+    t0, tokens = time.time(), 0
+    try:
+        while step < cfg.steps:
+            idx, targets = next_batch(random.Random(cfg.seed * 1_000_003 + step))  # this step's batch
+            for group in opt.param_groups:  # warmup, then cosine decay
+                group["lr"] = cfg.lr_at(step, peak_lr)
+            with autocast(device, cfg.bf16):
+                _, loss = model(idx, targets)
+            if not torch.isfinite(loss):  # stop before a NaN reaches the weights
+                raise FloatingPointError(f"loss became {loss.item()} at step {step} (peak lr {peak_lr:g}); "
+                                         "stopped with the last checkpoint kept: try a lower --lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # gradients reach only the trainable parameters
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            step, tokens = step + 1, tokens + idx.numel()
+            if step % every == 0 or step == cfg.steps:
+                shown = evaluate(step, loss.item()) or {}
+                model.train()
+                checkpoint.save(model, opt, step, state)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens / (time.time() - t0):.0f}", **shown)
+            if on_step is not None:
+                on_step(step, loss.item())
+    except KeyboardInterrupt:
+        checkpoint.save(model, opt, step, state)
+        raise
+    finally:
+        bar.close()
+    return model
+
+
+# ---------------------------------------------------------------------------- tuning
+
+
 @dataclass
-class TuneConfig:
-    method: str = "prefix"  # soft | prefix (with MLP) | prefix-direct | block-prefix | full
-    task: str = "bare-reverse"  # a task of minprefix.world
-    prompt_len: int = 10  # P: soft-prompt rows or prefix positions
-    reparam_dim: int | None = None  # k of P' (prefix: default d_model; block-prefix: None = direct)
-    hidden: int = 256  # hidden width of the reparameterization MLP
-    init: str | None = None  # soft: random|vocab|text; prefix: zero|random|text (None: method default)
-    init_text: str | None = None  # text for init="text"
-    steps: int = 300  # optimizer steps
-    batch_size: int = 32  # examples per step
-    lr: float | None = None  # peak learning rate (None: the method's default below)
-    min_lr_ratio: float = 0.1  # cosine decays to lr * this
-    warmup: int = 20  # linear warmup steps
-    weight_decay: float = 0.0  # AdamW weight decay on matrices
-    grad_clip: float = 1.0  # max global gradient norm
-    eval_every: int = 50  # steps between dev evaluations (the best is kept)
-    n_train: int = 2000  # training examples (at most: a lexicon task's split may be smaller)
-    n_dev: int = 200  # dev examples (at most, likewise)
-    seed: int = 0  # initialization and the batches of every step
-    grad_checkpointing: bool = False  # recompute blocks in backward (saves activation memory)
-    bf16: bool = False  # bf16 autocast on a GPU (ignored on CPU: fp32 there)
+class TuneConfig(LoopConfig):
+    method: str = arg("prefix", "the method to train (see the table below)", choices=tuple(METHODS))
+    task: str = arg("bare-reverse", "a task of the tiny world", choices=PRETRAIN_TASKS + DOWNSTREAM_TASKS)
+    prompt_len: int = arg(10, "P: soft-prompt rows or prefix positions", low=1)
+    reparam_dim: int | None = arg(None, "k, the width of P' (MLP methods only; default d_model)", low=1, high=65536)
+    hidden: int | None = arg(None, "hidden width of the MLP (MLP methods only; default 512)", low=1, high=65536)
+    init: str | None = arg(None, "how the rows start (default: the method's; see the table below)")
+    init_text: str | None = arg(None, "start the rows from this text (implies --init text)")
+    eval_every: int = arg(50, "steps between dev evaluations (the best is kept)", low=1)
+    n_train: int = arg(2000, "training examples (at most: a lexicon split may be smaller)", low=1, high=100_000)
+    n_dev: int = arg(200, "dev examples (at most, likewise)", low=1, high=10_000)
+    grad_checkpointing: bool = arg(False, "recompute blocks in backward instead of storing them (saves memory)")
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
+        super().__post_init__()
+        m = METHODS[self.method]
+        if not m.mlp:
+            for name in ("reparam_dim", "hidden"):
+                if getattr(self, name) is not None:
+                    mlp = ", ".join(n for n, x in METHODS.items() if x.mlp)
+                    raise ValueError(f"--{name.replace('_', '-')} sets the MLP of {mlp}; {self.method} has none")
+        if self.init_text is not None:
+            if self.init not in (None, "text"):
+                raise ValueError(f"--init-text starts the rows from a text, but --init is {self.init!r}: drop one")
+            self.init = "text"
+        if self.init is not None and self.init not in m.inits:
+            allowed = ", ".join(m.inits) or "none (every weight starts from the base)"
+            raise ValueError(f"--init {self.init} is not available for {self.method}; its inits: {allowed}")
+        if self.init == "text" and not self.init_text:
+            raise ValueError("--init text needs --init-text with a non-empty text")
 
     @property
     def peak_lr(self) -> float:
-        default = {"full": 1e-3, "soft": 1e-1, "block-prefix": 5e-2, "prefix-direct": 5e-2, "prefix": 3e-3}
-        return self.lr if self.lr is not None else default[self.method]
-
-    @property
-    def min_lr(self) -> float:
-        return self.peak_lr * self.min_lr_ratio
+        return self.lr if self.lr is not None else METHODS[self.method].lr
 
 
-def build_method(base: GPT, cfg: TuneConfig):
-    """The model to train: the frozen base wearing the method (or a trainable copy for full)."""
-    from .prefix import BlockInputPrefixGPT, PrefixGPT
-    from .soft_prompt import SoftPromptGPT
-
-    kw = {"text": cfg.init_text, "seed": cfg.seed}
-    if cfg.init is not None:
-        kw["init"] = cfg.init
-    if cfg.method == "full":
-        model = copy.deepcopy(base)
-        for p in model.parameters():
-            p.requires_grad_(True)
-        return model
-    if cfg.method == "soft":
-        return SoftPromptGPT(base, cfg.prompt_len, **kw)
-    if cfg.method == "prefix":
-        return PrefixGPT(base, cfg.prompt_len, cfg.reparam_dim or base.config.d_model, cfg.hidden, **kw)
-    if cfg.method == "prefix-direct":
-        return PrefixGPT(base, cfg.prompt_len, None, **kw)
-    return BlockInputPrefixGPT(base, cfg.prompt_len, cfg.reparam_dim, cfg.hidden, **kw)
-
-
-def trainable_state(model) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+def build_method(base: GPT, tok: Tokenizer, cfg: TuneConfig):
+    """The model to train: the frozen base wearing cfg.method (or a trainable copy for full)."""
+    if cfg.prompt_len >= base.config.block_size:
+        raise ValueError(f"--prompt-len {cfg.prompt_len} leaves no room in the base's context "
+                         f"of {base.config.block_size} positions")
+    ids = tok.encode(cfg.init_text) if cfg.init_text is not None else None
+    return METHODS[cfg.method].build(base, cfg.prompt_len, cfg.reparam_dim, cfg.hidden, cfg.init, ids, cfg.seed)
 
 
 def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu", progress=True,
@@ -146,115 +250,41 @@ def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu",
 
     run_dir: where checkpoint.pt (for resuming) and best.safetensors (the artifact) go.
     init_from: a saved artifact of the same method to continue from.
-    The batch of step s depends only on (seed, s), so a resumed run repeats an uninterrupted one.
     """
-    from .artifacts import atomic_save, load_prompt, save_prompt
-
     base = base.to(device)
-    base_before = {k: v.clone() for k, v in base.state_dict().items()} if cfg.method != "full" else None
-    model = build_method(base, cfg).to(device)
-    if init_from is not None:  # start from a saved artifact: its stored (direct, merged) form
-        loaded = load_prompt(init_from, base)
-        if type(loaded) is not type(model):
-            raise ValueError(f"{init_from} holds a {type(loaded).__name__}, not a {type(model).__name__}")
-        if getattr(model, "reparam_dim", None) is not None:
-            raise ValueError("continuing needs the direct form: use prefix-direct (or block-prefix "
-                             "without --reparam-dim); the stored artifact holds no MLP")
-        if hasattr(model, "prompt") and loaded.prompt().shape != model.prompt().shape:
-            raise ValueError(f"{init_from} holds a prompt of shape {tuple(loaded.prompt().shape)}, "
-                             f"this run wants {tuple(model.prompt().shape)}: match --prompt-len")
-        model.load_state_dict(loaded.state_dict())
-    base.grad_checkpointing = cfg.grad_checkpointing
+    base_before = {k: v.clone() for k, v in base.state_dict().items()}
+    model = build_method(base, tok, cfg).to(device)
+    if init_from is not None:
+        load_into(model, init_from, base)
     train_exs = examples(cfg.task, "train", cfg.n_train, seed=cfg.seed)
     dev_exs = examples(cfg.task, "dev", cfg.n_dev, seed=cfg.seed)
-    opt = make_optimizer(model.parameters(), cfg.peak_lr, cfg.weight_decay)
-    params = [p for p in model.parameters() if p.requires_grad]
     run_dir = Path(run_dir) if run_dir is not None else None
-    ckpt_path = run_dir / "checkpoint.pt" if run_dir else None
-    step, best, history = 0, None, []
-    if ckpt_path is not None and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        if ckpt["config"] != json.loads(json.dumps(asdict(cfg))):
-            raise ValueError(f"{ckpt_path} was written by another configuration; "
-                             "pass another --run-dir, or delete that one to start over")
-        model.load_state_dict(ckpt["trainable"], strict=False)
-        opt.load_state_dict(ckpt["optimizer"])
-        step, history = ckpt["step"], ckpt["history"]
-        best = {"dev": ckpt["best_dev"], "state": ckpt["best"]}
+    state, t0 = {"history": [], "best": None}, time.time()
 
-    def save_best():
-        if run_dir is not None and best is not None:
-            current = trainable_state(model)
-            model.load_state_dict(best["state"], strict=False)
-            save_prompt(model, run_dir / "best.safetensors", base, {"task": cfg.task, "dev": best["dev"]})
-            model.load_state_dict(current, strict=False)
-
-    def checkpoint():
-        if ckpt_path is not None:
-            state = {"trainable": trainable_state(model), "optimizer": opt.state_dict(), "step": step,
-                     "history": history, "best": best["state"], "best_dev": best["dev"],
-                     "config": json.loads(json.dumps(asdict(cfg)))}
-            atomic_save(state, ckpt_path)
-
-    def evaluate():
-        nonlocal best
+    def on_eval(step, loss):  # dev score; the best weights are kept, and saved as the artifact
         dev = score(model, tok, dev_exs)
-        history.append({"step": step, "dev_exact_match": dev["exact_match"], "dev_loss": dev["loss"],
-                        "train_loss": last_loss, "time": time.time() - t0})
-        if best is None or dev["exact_match"] > best["dev"]["exact_match"] or (
-            dev["exact_match"] == best["dev"]["exact_match"] and dev["loss"] < best["dev"]["loss"]
-        ):
-            best = {"dev": dev, "state": trainable_state(model)}
-            save_best()
-        return dev
+        state["history"].append({"step": step, "dev_exact_match": dev["exact_match"], "dev_loss": dev["loss"],
+                                 "train_loss": loss, "time": time.time() - t0})
+        best = state["best"]
+        if best is None or (dev["exact_match"], -dev["loss"]) > (best["dev"]["exact_match"], -best["dev"]["loss"]):
+            state["best"] = {"step": step, "dev": dev, "weights": trainable_state(model)}
+            if run_dir is not None:
+                save_prompt(model, run_dir / "best.safetensors", base, {"task": cfg.task, "dev": dev, "step": step})
+        return {"dev_em": f"{state['best']['dev']['exact_match']:.2f}"}
 
-    t0, last_loss = time.time(), None
-    if best is None:
-        evaluate()  # step 0: the untrained method, the baseline every curve starts from
-    def train_mode():
-        model.train()
-        if cfg.method != "full":
-            base.eval()  # the frozen base runs without dropout noise
-
-    train_mode()
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"{cfg.method} on {cfg.task}", disable=not progress)
+    gpt = model if cfg.method == "full" else base  # the GPT whose blocks run (and are checkpointed)
+    gpt.grad_checkpointing = cfg.grad_checkpointing
     try:
-        while step < cfg.steps:
-            rng = random.Random(cfg.seed * 1_000_003 + step)
-            idx, targets = answer_batch(tok, rng.choices(train_exs, k=cfg.batch_size), device)
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg.steps, cfg.warmup, cfg.peak_lr, cfg.min_lr)
-            with autocast(device, cfg.bf16):
-                _, loss = model(idx, targets)
-            if not torch.isfinite(loss):
-                save_best()
-                raise FloatingPointError(
-                    f"loss became {loss.item()} at step {step} ({cfg.method}, lr={cfg.peak_lr:g}); "
-                    f"stopped. The best artifact so far is kept"
-                    f"{' in ' + str(run_dir / 'best.safetensors') if run_dir else ''}; try a lower --lr"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            step, last_loss = step + 1, loss.item()
-            bar.update(1)
-            bar.set_postfix(loss=f"{last_loss:.3f}", dev_em=f"{best['dev']['exact_match']:.2f}")
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                evaluate()
-                train_mode()
-                checkpoint()
-            if on_step is not None:
-                on_step(step, last_loss)
-    except KeyboardInterrupt:
-        checkpoint()
-        raise
+        optimize(model, cfg, cfg.peak_lr, lambda rng: answer_batch(tok, rng.choices(train_exs, k=cfg.batch_size),
+                 device), cfg.eval_every, run_dir, device, on_eval, state, f"{cfg.method} on {cfg.task}",
+                 progress, on_step)
     finally:
-        bar.close()
-        base.grad_checkpointing = False
-    if base_before is not None:  # the promise of every method here: the base is never modified
-        for k, v in base.state_dict().items():
-            if not torch.equal(v, base_before[k]):
-                raise RuntimeError(f"base weight {k} changed during tuning: this is a bug, please report it")
-    model.load_state_dict(best["state"], strict=False)
-    return model.eval(), history
+        gpt.grad_checkpointing = False
+    for k, v in base.state_dict().items():  # the promise of every method here: the base is never modified
+        if not torch.equal(v, base_before[k]):
+            raise RuntimeError(f"base weight {k} changed during tuning: this is a bug, please report it")
+    if state["best"]["step"] == 0:
+        warnings.warn(f"{cfg.method} on {cfg.task}: no step beat the untrained start on dev, so the best "
+                      "(and saved) weights are the untrained ones; try more --steps or another --lr", stacklevel=2)
+    model.load_state_dict(state["best"]["weights"], strict=False)
+    return model.eval(), state["history"]

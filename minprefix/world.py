@@ -5,20 +5,25 @@ Each example is an instruction prompt followed by its answer, e.g.
 ``Spell 'kram' backwards: `` -> ``mark``; the sequence the model sees is
 prompt + answer + <eos>.
 
-Pretraining tasks (each with several instruction templates; the three English-to-German
-templates of the seed text are among those of ``translate``):
+Pretraining tasks (each with several instruction templates; three classic hard prompts for
+English to German are among those of ``translate``):
 
 - ``translate``: an English word -> German, from the lexicon in ``lexicon.py``
 - ``reverse``, ``uppercase``, ``sort`` (letters in alphabetical order), ``devowel``
   (drop a e i o u): on random lowercase strings
 
-Downstream tasks, for prompt tuning, never seen in pretraining:
+Downstream tasks, for prompt tuning, never seen in pretraining (tests check it):
 
 - ``bare-<task>`` for each task above: the input alone, quoted as the templates quote it,
   ``'dog': `` -> ``Hund``. The base gets no instruction, so it cannot know which skill is
-  wanted and does badly; a tuned prompt must supply the instruction.
-- ``reverse-upper`` and ``translate-reverse``: two skills chained, in the same bare format:
-  ``'stop': `` -> ``POTS``, ``'dog': `` -> ``dnuH``.
+  wanted and does badly; a tuned prompt must supply the instruction (eliciting a skill).
+- ``reverse-upper`` and ``devowel-reverse``: two pretrained skills chained, in the same bare
+  format: ``'stop': `` -> ``POTS``, ``'stop': `` -> ``pts`` (combining skills). Inputs on
+  which the chain answers like a single skill (a palindrome for reverse-upper) are left out.
+- ``shift``: every letter one place along the alphabet, z wraps to a: ``'yak': `` -> ``zbl``.
+  A skill the base never saw (learning a new skill). Petrov, Torr & Bibi (ICLR 2024) prove
+  that soft prompts and prefixes can only bias the outputs of attention, so this is where
+  they are expected to stop and fine-tuning is not.
 
 Splits, and why they are what they are:
 
@@ -29,8 +34,11 @@ Splits, and why they are what they are:
   lexicon word is in the pretraining train split, and what pretraining holds out are
   (word, template) pairs: of the five templates, each word has one held out for dev and
   another for test. The pretraining test asks for known words in unseen phrasings.
-- The downstream translation tasks split the *words* 80/10/10 by hash: the base knows
+- The downstream translation tasks split the *words* exactly 80/10/10: the base knows
   all of them, and a tuned prompt is scored on words it never saw during tuning.
+- Every split is its own draw: the word split and the held-out templates come from two
+  differently salted hashes, so a downstream dev word is no likelier to have any one
+  template held out than a test word.
 """
 
 import random
@@ -84,7 +92,7 @@ class Tokenizer:
 
 TEMPLATES = {
     "translate": (
-        "Translate the English sentence '{x}' into German: ",  # the seed's three, verbatim
+        "Translate the English sentence '{x}' into German: ",  # three classic hard prompts first
         "English: '{x}' | German: ",
         "From English to German: '{x}' -> ",
         "What is '{x}' in German? ",
@@ -113,8 +121,9 @@ TEMPLATES = {
 }
 PRETRAIN_TASKS = tuple(TEMPLATES)
 BARE_TEMPLATE = "'{x}': "  # the input as the templates quote it, no instruction
-COMPOSED_TASKS = ("reverse-upper", "translate-reverse")
-DOWNSTREAM_TASKS = tuple(f"bare-{t}" for t in PRETRAIN_TASKS) + COMPOSED_TASKS
+COMPOSED_TASKS = ("reverse-upper", "devowel-reverse")  # two pretrained skills chained
+NEW_SKILL_TASKS = ("shift",)  # a skill pretraining never shows
+DOWNSTREAM_TASKS = tuple(f"bare-{t}" for t in PRETRAIN_TASKS) + COMPOSED_TASKS + NEW_SKILL_TASKS
 SPLITS = ("train", "dev", "test")
 VOWELS = set("aeiou")
 ENGLISH_TO_GERMAN = dict(LEXICON)
@@ -132,6 +141,7 @@ def solve(skill: str, x: str) -> str:
         "upper": lambda: x.upper(),
         "sort": lambda: "".join(sorted(x)),
         "devowel": lambda: "".join(c for c in x if c not in VOWELS),
+        "shift": lambda: "".join(chr((ord(c) - ord("a") + 1) % 26 + ord("a")) for c in x),
     }[skill]()
 
 
@@ -147,25 +157,61 @@ class Example:
         return self.prompt + self.answer
 
 
+def _hash(salt: str, key: str) -> int:
+    """CRC32 of salt/key: the same on every machine; each salt is an independent draw."""
+    return zlib.crc32(f"{salt}/{key}".encode())
+
+
 def _bucket(key: str) -> str:
-    """Deterministic 80/10/10 split of a string by its CRC32 (same on every machine)."""
-    h = zlib.crc32(key.encode()) % 10
+    """Deterministic 80/10/10 split of a random string by its hash."""
+    h = _hash("split", key) % 10
     return "test" if h == 0 else "dev" if h == 1 else "train"
 
 
+def lexicon_words(split: str) -> list[str]:
+    """The English words of one downstream translation split: exactly 80/10/10 of the lexicon.
+
+    Words are ranked by their hash and cut into test (first 10 %), dev (next 10 %) and train.
+    """
+    ranked = sorted((w for w, _ in LEXICON), key=lambda w: _hash("split", w))
+    n = len(ranked) // 10
+    return {"test": ranked[:n], "dev": ranked[n : 2 * n], "train": ranked[2 * n :]}[split]
+
+
 def _held_out_templates(word: str) -> tuple[int, int]:
-    """The (dev, test) template indices held out for one lexicon word in pretraining."""
+    """The (dev, test) template indices held out for one lexicon word in pretraining.
+
+    Its own salt: drawn independently of the word's downstream split.
+    """
     n = len(TEMPLATES["translate"])
-    h = zlib.crc32(word.encode())
+    h = _hash("held-out template", word)
     dev = h % n
     return dev, (dev + 1 + (h // n) % (n - 1)) % n
 
 
-def _random_string(rng: random.Random) -> str:
+def copy_baseline(exs: list["Example"]) -> float:
+    """Exact match of the trivial answer, the input itself: what copying alone would score."""
+    return sum(ex.answer == ex.x for ex in exs) / max(1, len(exs))
+
+
+def _random_string(rng: random.Random, split: str, task: str) -> str:
+    """A random lowercase string of 3 to 7 letters from one split, fit for the task."""
     while True:
         s = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 7)))
-        if any(c not in VOWELS for c in s):  # devowel must leave something
-            return s
+        if any(c not in VOWELS for c in s) and _bucket(s) == split and not _like_a_pretraining_task(task, s):
+            return s  # (devowel must leave something)
+
+
+def _like_a_pretraining_task(task: str, x: str) -> bool:
+    """True if a downstream task's answer on x equals some pretraining skill's answer on x.
+
+    Such an input (e.g. a palindrome for reverse-upper: 'abba' -> 'ABBA', as uppercase) is
+    no test of the chained or new skill, so downstream tasks leave it out.
+    """
+    if task in PRETRAIN_TASKS or task.startswith("bare-"):
+        return False
+    answer = solve(skill_of(task), x)
+    return any(answer == solve(t, x) for t in PRETRAIN_TASKS if not uses_lexicon(t))
 
 
 def _check(task: str, split: str):
@@ -195,18 +241,10 @@ def sample_example(task: str, split: str, rng: random.Random) -> Example:
             allowed = allowed or [i for i in range(len(TEMPLATES[task])) if i not in held]
             template = TEMPLATES[task][rng.choice(allowed)]
         else:
-            x = _random_string(rng)
-            while _bucket(x) != split:
-                x = _random_string(rng)
+            x = _random_string(rng, split, task)
             template = rng.choice(TEMPLATES[task])
     else:
-        if uses_lexicon(task):
-            words = [w for w, _ in LEXICON if _bucket(w) == split]
-            x = rng.choice(words)
-        else:
-            x = _random_string(rng)
-            while _bucket(x) != split:
-                x = _random_string(rng)
+        x = rng.choice(lexicon_words(split)) if uses_lexicon(task) else _random_string(rng, split, task)
         template = BARE_TEMPLATE
     return Example(task, x, template.format(x=x), solve(skill, x))
 
@@ -214,8 +252,8 @@ def sample_example(task: str, split: str, rng: random.Random) -> Example:
 def examples(task: str, split: str, n: int | None = None, seed: int = 0) -> list[Example]:
     """A fixed list of n distinct examples of a task's split: the same for the same arguments.
 
-    Lexicon tasks have finite splits (e.g. 180 pretraining test pairs, about 20 words in a
-    downstream test split): n caps them, and n=None returns all of one.
+    Lexicon tasks have finite splits (one pretraining test pair per lexicon word; a tenth of
+    the words in a downstream dev or test split): n caps them, and n=None returns all of one.
     """
     _check(task, split)
     if uses_lexicon(task):
@@ -233,11 +271,7 @@ def examples(task: str, split: str, n: int | None = None, seed: int = 0) -> list
                 if i not in _held_out_templates(w)
             ]
         else:
-            out = [
-                Example(task, w, BARE_TEMPLATE.format(x=w), solve(skill_of(task), w))
-                for w, _ in LEXICON
-                if _bucket(w) == split
-            ]
+            out = [Example(task, w, BARE_TEMPLATE.format(x=w), solve(skill_of(task), w)) for w in lexicon_words(split)]
         random.Random(seed).shuffle(out)
         return out if n is None else out[:n]
     if n is None:

@@ -44,7 +44,7 @@ def test_resuming_with_another_config_is_refused(tmp_path):
 def test_pretraining_loss_falls(tmp_path):
     cfg = tiny_pretrain_config()
     losses = []
-    cfg.steps, cfg.checkpoint_every, cfg.lr, cfg.min_lr = 40, 100, 1e-2, 1e-3
+    cfg.steps, cfg.checkpoint_every, cfg.lr = 40, 100, 1e-2
     pretrain(cfg, tmp_path, progress=False, on_step=lambda s, loss: losses.append(loss))
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
 
@@ -106,17 +106,29 @@ def test_cli_errors_are_one_line(capsys):
     code, out = run(capsys, "generate", "--prompt", "price in €")
     assert code == 1 and "unknown character '€'" in out.err and "Traceback" not in out.err
     code, out = run(capsys, "tune", "--method", "lora", "--task", "bare-reverse")
-    assert code == 2 and len(out.err.strip().splitlines()) == 1
+    assert code == 1 and len(out.err.strip().splitlines()) == 1
     code, out = run(capsys, "generate", "--prompt", "x" * 200)
-    assert code == 1 and "block_size" in out.err
+    assert code == 1 and "context of 128 positions" in out.err
 
 
 def test_cli_tune_then_generate_with_the_artifact(capsys, tmp_path):
-    main(["tune", "--method", "prefix-direct", "--task", "bare-uppercase", "--steps", "3", "--eval-every", "3",
-          "--run-dir", str(tmp_path)])
+    """generate --artifact wears the tuned prefix: its continuation is the loaded model's own greedy one,
+    and not the base's."""
+    from minprefix.artifacts import load_prompt
+
+    main(["tune", "--method", "prefix-direct", "--task", "bare-uppercase", "--steps", "30", "--eval-every", "10",
+          "--n-dev", "50", "--run-dir", str(tmp_path)])
     assert "test exact match" in capsys.readouterr().out
-    main(["generate", "--prompt", "'abc': ", "--artifact", str(tmp_path / "best.safetensors")])
-    assert capsys.readouterr().out.startswith("'abc': ")
+    prompt = "'quiz': "
+    main(["generate", "--prompt", prompt, "--artifact", str(tmp_path / "best.safetensors")])
+    worn = capsys.readouterr().out.strip().removeprefix(prompt)
+    main(["generate", "--prompt", prompt])
+    bare = capsys.readouterr().out.strip().removeprefix(prompt)
+    base, tok = load_base()
+    ids = torch.tensor([tok.encode(prompt)])
+    tuned = load_prompt(tmp_path / "best.safetensors", base)
+    assert worn == tok.decode(tuned.generate(ids, 40, top_k=1, stop_id=tok.eos_id)[0, ids.size(1):].tolist())
+    assert worn != bare
 
 
 def test_cli_search_prompt_prints_before_and_after(capsys):
@@ -133,3 +145,29 @@ def test_demo_runs_end_to_end_and_draws_its_figure(tmp_path, capsys):
     assert (tmp_path / "demo.png").stat().st_size > 10_000
     assert [r["method"] for r in rows] == ["soft", "prefix"]
     assert "| base, no tuning |" in capsys.readouterr().out
+
+
+def test_a_built_wheel_carries_the_shipped_base(tmp_path):
+    """`pip install .` (not editable) must be able to load_base(): the weights travel in the wheel."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"  # a copy, so that building leaves nothing in the source tree
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(root / name, src / name)
+    shutil.copytree(root / "minprefix", src / "minprefix", ignore=shutil.ignore_patterns("__pycache__"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "dist", src], check=True)
+    wheel = next((tmp_path / "dist").glob("minprefix-*.whl"))
+    subprocess.run([*pip, "install", "--no-deps", "--target", tmp_path / "site", wheel], check=True)
+    code = ("import minprefix; from minprefix import load_base; base, tok = load_base(); "
+            "print(minprefix.__file__); print(base.num_params())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    where, n_params = out.stdout.split()
+    assert where.startswith(str(tmp_path / "site")) and int(n_params) == load_base()[0].num_params()

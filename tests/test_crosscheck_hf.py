@@ -169,11 +169,11 @@ def test_prefix_logits_match_peft(projection):
 
 
 def test_prefix_flat_layout_matches_peft():
-    """PEFT's direct prefix parameter, (P, n_layer * 2 * d_model), is our `prefix` row for row."""
+    """PEFT's direct prefix parameter, (P, n_layer * 2 * d_model), is our direct rows, row for row."""
     peft_model = peft_prefix_model(projection=False)
     ours = PrefixGPT.from_kv(GPT.from_hf(peft_model.get_base_model()), peft_prefix_kv(peft_model))
     flat = peft_model.prompt_encoder["default"].embedding.weight  # (P, n_layer * 2 * d_model)
-    torch.testing.assert_close(ours.prefix, flat, atol=0, rtol=0)
+    torch.testing.assert_close(ours.rows.rows, flat, atol=0, rtol=0)
 
 
 def test_reparameterized_prefix_matches_peft_projection():
@@ -181,12 +181,10 @@ def test_reparameterized_prefix_matches_peft_projection():
     peft_model = peft_prefix_model(projection=True)
     encoder = peft_model.prompt_encoder["default"]
     base = GPT.from_hf(peft_model.get_base_model())
-    # init="zero": the default "random" runs the base on minprefix's own tokenizer, whose ids
-    # do not fit this 50-token vocabulary (and the weights are overwritten just below anyway).
-    ours = PrefixGPT(base, P, reparam_dim=D, hidden=16, init="zero").eval()
+    ours = PrefixGPT(base, P, reparam_dim=D, hidden=16).eval()  # its weights are overwritten just below
     with torch.no_grad():
-        ours.prefix_input.copy_(encoder.embedding.weight)  # P' (P, token_dim)
-        ours.mlp.load_state_dict(encoder.transform.state_dict())  # Linear, Tanh, Linear
+        ours.rows.input.copy_(encoder.embedding.weight)  # P' (P, token_dim)
+        ours.rows.mlp.load_state_dict(encoder.transform.state_dict())  # Linear, Tanh, Linear
     torch.testing.assert_close(ours.prefix_kv(), peft_prefix_kv(peft_model), atol=ATOL, rtol=0)
     idx = batch()
     with torch.no_grad():

@@ -66,10 +66,32 @@ def test_prefix_of_a_texts_keys_and_values_equals_prepending_the_text(base, idx)
 
 
 def test_text_init_of_a_prefix_is_the_texts_keys_and_values(base):
-    from minprefix.world import Tokenizer
+    ids = [40, 70, 52, 69, 76, 2]
+    prefix = PrefixGPT(base, 6, init="text", init_ids=ids)
+    torch.testing.assert_close(prefix.prefix_kv(), base_kv(base, ids))
+    block = BlockInputPrefixGPT(base, 6, init="text", init_ids=ids)
+    torch.testing.assert_close(block.block_rows(), block_inputs(base, ids))
+    soft = SoftPromptGPT(base, 6, init="text", init_ids=ids)
+    torch.testing.assert_close(soft.prompt(), base.wte.weight[ids])
 
-    prefix = PrefixGPT(base, 6, init="text", text="Spell ")
-    torch.testing.assert_close(prefix.prefix_kv(), base_kv(base, Tokenizer().encode("Spell ")))
+
+def test_text_init_repeats_or_cuts_the_text_to_the_prompt_length(base):
+    soft = SoftPromptGPT(base, 5, init="text", init_ids=[7, 8])
+    torch.testing.assert_close(soft.prompt(), base.wte.weight[[7, 8, 7, 8, 7]])
+
+
+def test_vocab_init_is_rows_of_real_tokens(base):
+    soft = SoftPromptGPT(base, 6, init="vocab", seed=3)
+    table = base.wte.weight
+    for row in soft.prompt():
+        assert (table - row).abs().sum(1).min() == 0  # each row is some token's embedding
+
+
+def test_text_init_refuses_ids_outside_the_vocabulary(base):
+    with pytest.raises(ValueError, match="outside the base's vocabulary"):
+        SoftPromptGPT(base, 4, init="text", init_ids=[3, 104])
+    with pytest.raises(ValueError, match="non-empty text"):
+        PrefixGPT(base, 4, init="text", init_ids=[])
 
 
 def test_logits_have_the_length_of_the_input(base, idx):
@@ -80,11 +102,15 @@ def test_logits_have_the_length_of_the_input(base, idx):
 @pytest.mark.parametrize("make", [
     lambda b: PrefixGPT(b, 3, reparam_dim=8, hidden=12),
     lambda b: BlockInputPrefixGPT(b, 3, reparam_dim=8, hidden=12),
+    lambda b: SoftPromptGPT(b, 3, reparam_dim=8, hidden=12),
 ])
 def test_merge_drops_the_mlp_and_keeps_the_logits(base, idx, make):
+    from minprefix.prompted import DirectPrefix, MLPPrefix
+
     model = make(base)
     merged = model.merge()
-    assert not hasattr(merged, "mlp") and merged.reparam_dim is None
+    assert isinstance(model.rows, MLPPrefix) and isinstance(merged.rows, DirectPrefix)
+    assert [n for n, _ in merged.named_parameters() if not n.startswith("base.")] == ["rows.rows"]
     torch.testing.assert_close(merged(idx)[0], model(idx)[0], rtol=0, atol=1e-6)
 
 
@@ -133,15 +159,58 @@ def test_context_counts_the_prefix(base):
 def test_bad_shapes_are_clear_errors(base):
     with pytest.raises(ValueError, match="n_layer, 2, n_head"):
         PrefixGPT.from_kv(base, torch.zeros(2, 2, 2, 4))
-    with pytest.raises(ValueError, match=r"\(prompt_len, 16\)"):
+    with pytest.raises(ValueError, match=r"\(P, 16\)"):
         SoftPromptGPT.from_embeddings(base, torch.zeros(4, 17))
     with pytest.raises(ValueError, match="unknown init"):
         PrefixGPT(base, 4, init="ones")
-    with pytest.raises(ValueError, match="direct prefix"):
-        PrefixGPT(base, 4, reparam_dim=8, init="text", text="hi")
+    with pytest.raises(ValueError, match="with the MLP they are its output"):
+        PrefixGPT(base, 4, reparam_dim=8, init="text", init_ids=[5, 6])
 
 
 def test_only_the_method_trains(base):
     for model in (SoftPromptGPT(base, 4), PrefixGPT(base, 4, reparam_dim=8, hidden=12), BlockInputPrefixGPT(base, 4)):
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         assert trainable and not any(n.startswith("base.") for n in trainable)
+
+
+@pytest.mark.parametrize("make", [
+    lambda b: SoftPromptGPT(b, 4),
+    lambda b: PrefixGPT(b, 4),
+    lambda b: PrefixGPT(b, 4, reparam_dim=8, hidden=12),
+    lambda b: BlockInputPrefixGPT(b, 4),
+])
+def test_state_dict_holds_the_base_once_and_the_rows_once(base, make):
+    """No module registered twice: the base's weights under base.*, the method's under rows.*, nothing else."""
+    state = make(base).state_dict()
+    assert {k.removeprefix("base.") for k in state if k.startswith("base.")} == set(base.state_dict())
+    assert all(k.startswith(("base.", "rows.")) for k in state)
+
+
+def test_the_four_layers_are_classes_a_reader_can_point_to():
+    """Regular block, key/value prefix block, block-input prefix block and soft-prompt input layer."""
+    from minprefix import Block, BlockInputPrefixBlock, PrefixBlock, SoftPromptEmbedding
+
+    for cls in (Block, PrefixBlock, BlockInputPrefixBlock, SoftPromptEmbedding):
+        assert isinstance(cls, type)
+
+
+def test_prefix_blocks_match_explicit_attention_over_prefix_and_tokens(base):
+    """One block by hand: the key/value prefix block's output equals attention over [prefix keys; token keys]."""
+    from minprefix.prefix import PrefixBlock
+
+    torch.manual_seed(0)
+    block, c = base.blocks[0], base.config
+    x = torch.randn(2, 5, c.d_model, dtype=torch.float64)
+    kv = torch.randn(2, 2, c.n_head, 3, c.head_dim, dtype=torch.float64)
+    out, _ = PrefixBlock(block)(x, kv)
+    h = block.ln_1(x)
+    q, k, v = block.attn.c_attn(h).split(c.d_model, dim=2)
+    split = lambda t: t.view(2, 5, c.n_head, c.head_dim).transpose(1, 2)  # (B, nh, T, hs)
+    k = torch.cat([kv[:, 0], split(k)], dim=2)
+    v = torch.cat([kv[:, 1], split(v)], dim=2)
+    att = split(q) @ k.transpose(-1, -2) / c.head_dim ** 0.5  # (B, nh, 5, 3 + 5)
+    allowed = torch.ones(5, 8, dtype=torch.bool).tril(3)  # every token sees the prefix, tokens causal
+    y = (att.masked_fill(~allowed, float("-inf")).softmax(-1) @ v).transpose(1, 2).reshape(2, 5, c.d_model)
+    x = x + block.attn.c_proj(y)
+    expected = x + block.mlp(block.ln_2(x))
+    torch.testing.assert_close(out, expected)

@@ -9,16 +9,21 @@ from hypothesis import strategies as st
 
 from minprefix.lexicon import LEXICON
 from minprefix.world import (
+    BARE_TEMPLATE,
     CHARACTERS,
     COMPOSED_TASKS,
     DOWNSTREAM_TASKS,
+    NEW_SKILL_TASKS,
     PRETRAIN_TASKS,
     SPLITS,
     TEMPLATES,
     Example,
     Tokenizer,
+    _held_out_templates,
     answer_batch,
+    copy_baseline,
     examples,
+    lexicon_words,
     pretrain_batch,
     sample_example,
     solve,
@@ -65,7 +70,7 @@ def test_decode_stops_at_eos_and_skips_pad():
 # ---------------------------------------------------------------------------- tasks and lexicon
 
 
-def test_seed_english_to_german_templates_are_present_verbatim():
+def test_three_classic_english_to_german_templates_are_present_verbatim():
     for template in (
         "Translate the English sentence '{x}' into German: ",
         "English: '{x}' | German: ",
@@ -74,12 +79,28 @@ def test_seed_english_to_german_templates_are_present_verbatim():
         assert template in TEMPLATES["translate"]
 
 
-def test_lexicon_has_150_pairs_with_distinct_words_on_both_sides():
+def test_lexicon_has_400_pairs_with_distinct_words_on_both_sides():
     english = [w for w, _ in LEXICON]
     german = [g for _, g in LEXICON]
-    assert len(LEXICON) >= 150
+    assert len(LEXICON) >= 400
     assert len(set(english)) == len(english)
-    assert len(set(german)) == len(german)
+    assert len({g.lower() for g in german}) == len(german)
+    assert not [w for w, g in LEXICON if w == g.lower()]  # copying would not be translating
+
+
+def test_each_downstream_translation_split_holds_at_least_40_words():
+    sizes = {split: len(lexicon_words(split)) for split in SPLITS}
+    assert sizes["dev"] >= 40 and sizes["test"] >= 40
+    assert sum(sizes.values()) == len(LEXICON)
+
+
+def test_word_split_and_held_out_template_are_independent_draws():
+    """Every (downstream split, held-out template) combination occurs, for dev and for test templates:
+    had both come from one hash, each split's words would share their held-out templates."""
+    n = len(TEMPLATES["translate"])
+    for which in (0, 1):
+        seen = {(split, _held_out_templates(w)[which]) for split in SPLITS for w in lexicon_words(split)}
+        assert seen == {(split, t) for split in SPLITS for t in range(n)}
 
 
 def test_lexicon_is_encodable():
@@ -109,16 +130,83 @@ def test_every_downstream_task_yields_correct_examples_in_every_split(task):
             TOK.encode(ex.text)
 
 
-def test_downstream_tasks_include_bare_versions_and_composed_tasks():
-    assert set(DOWNSTREAM_TASKS) == {f"bare-{t}" for t in PRETRAIN_TASKS} | set(COMPOSED_TASKS)
+def test_downstream_tasks_include_bare_versions_composed_tasks_and_a_new_skill():
+    assert set(DOWNSTREAM_TASKS) == {f"bare-{t}" for t in PRETRAIN_TASKS} | set(COMPOSED_TASKS) | {"shift"}
     assert not set(DOWNSTREAM_TASKS) & set(PRETRAIN_TASKS)
 
 
-def test_composed_task_answers_on_hand_worked_examples():
-    assert solve("reverse-upper", "stop") == "POTS"
-    assert solve("translate-reverse", "dog") == "dnuH"
-    assert solve("sort", "stop") == "opst"
-    assert solve("devowel", "house") == "hs"
+HAND_WORKED = {  # (task, input, answer), written out by hand, not by solve()
+    "translate": [("dog", "Hund"), ("cheese", "Käse"), ("bear", "Bär")],
+    "reverse": [("stop", "pots"), ("abc", "cba"), ("kayak", "kayak")],
+    "uppercase": [("stop", "STOP"), ("xyz", "XYZ")],
+    "sort": [("stop", "opst"), ("banana", "aaabnn"), ("zyx", "xyz")],
+    "devowel": [("house", "hs"), ("stop", "stp"), ("queue", "q")],
+    "reverse-upper": [("stop", "POTS"), ("abc", "CBA")],
+    "devowel-reverse": [("stop", "pts"), ("house", "sh"), ("banana", "nnb")],
+    "shift": [("abc", "bcd"), ("yak", "zbl"), ("zoo", "app")],
+}
+
+
+@pytest.mark.parametrize("skill", sorted(HAND_WORKED))
+def test_answers_on_hand_worked_examples(skill):
+    for x, answer in HAND_WORKED[skill]:
+        assert solve(skill, x) == answer, (skill, x)
+
+
+@pytest.mark.parametrize("task", ["translate", "bare-translate"])
+def test_translation_examples_carry_the_hand_worked_answers(task):
+    known = dict(HAND_WORKED["translate"])
+    met = [ex for split in SPLITS for ex in examples(task, split) if ex.x in known]
+    assert {ex.x for ex in met} == set(known)
+    assert all(ex.answer == known[ex.x] for ex in met)
+
+
+def test_copy_baseline_counts_answers_equal_to_the_input():
+    exs = [Example("bare-reverse", x, f"'{x}': ", x[::-1]) for x in ("abba", "abc", "xyx", "stop")]
+    assert copy_baseline(exs) == 0.5
+
+
+# ---------------------------------------------------------------------------- never seen in pretraining
+
+
+def pretraining_texts(n_batches=40):
+    """The text of pretraining examples, as the model reads them (split at <eos>)."""
+    texts = []
+    for seed in range(n_batches):
+        idx, _ = pretrain_batch(TOK, random.Random(seed), batch_size=8, block_size=128)
+        for row in idx.tolist():
+            texts += "".join(TOK.itos[i] if i > 1 else "\n" for i in row).split("\n")[1:-1]  # whole ones only
+    return texts
+
+
+def test_no_pretraining_example_begins_with_the_bare_format():
+    import re
+
+    texts = pretraining_texts()
+    assert len(texts) > 500
+    bare = re.compile(re.escape(BARE_TEMPLATE).replace(re.escape("{x}"), "[^']*"))
+    assert not [t for t in texts if bare.match(t)]
+    for task in PRETRAIN_TASKS:  # and no template could produce one, whatever the input
+        for template in TEMPLATES[task]:
+            assert not template.format(x="abc").startswith(BARE_TEMPLATE.format(x="abc"))
+
+
+@pytest.mark.parametrize("task", COMPOSED_TASKS + NEW_SKILL_TASKS)
+def test_no_composed_or_new_skill_answer_occurs_in_pretraining(task):
+    """For every input, the chained (or new) skill's answer is no pretraining task's answer to that input,
+    and the text "'x': answer" never occurs in pretraining text (a palindrome would make it occur)."""
+    texts = "\n".join(pretraining_texts())
+    exs = [ex for split in SPLITS for ex in examples(task, split, 300)]
+    for ex in exs:
+        assert all(ex.answer != solve(t, ex.x) for t in PRETRAIN_TASKS if not uses_lexicon(t)), ex
+    assert not [ex for ex in exs if ex.text in texts]
+
+
+def test_composed_tasks_leave_out_palindromes():
+    """On a palindrome, reverse-upper answers like uppercase: no test of the chain, so never drawn."""
+    xs = [ex.x for ex in examples("reverse-upper", "train", 5000)]
+    assert not [x for x in xs if x == x[::-1]]
+    assert sum(len(x) == 3 for x in xs) > 500  # where 1 in 26 random strings would be palindromes
 
 
 # ---------------------------------------------------------------------------- determinism
@@ -176,7 +264,7 @@ def test_pretraining_samples_never_use_held_out_translate_pairs():
     assert not drawn & held
 
 
-@pytest.mark.parametrize("task", ["bare-translate", "translate-reverse"])
+@pytest.mark.parametrize("task", ["bare-translate"])
 def test_downstream_lexicon_splits_have_disjoint_words(task):
     words = {split: {ex.x for ex in examples(task, split)} for split in SPLITS}
     assert all(words.values())
@@ -186,7 +274,7 @@ def test_downstream_lexicon_splits_have_disjoint_words(task):
     assert words["train"] | words["dev"] | words["test"] == LEXICON_WORDS
 
 
-@pytest.mark.parametrize("task", ["bare-translate", "translate-reverse", "bare-reverse", "devowel"])
+@pytest.mark.parametrize("task", ["bare-translate", "shift", "bare-reverse", "devowel"])
 def test_sample_example_stays_in_its_split(task):
     """Inputs drawn one at a time by sample_example come only from the asked-for split."""
     rng = random.Random(0)

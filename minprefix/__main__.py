@@ -1,0 +1,5 @@
+"""`python -m minprefix` is the `minprefix` command."""
+
+from .cli import main
+
+main()

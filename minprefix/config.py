@@ -1,0 +1,43 @@
+"""Configuration fields that carry their own help text and allowed range.
+
+A config is a dataclass; each field is declared with `arg(default, help, ...)`. The command
+line builds its flags from these fields (one source for the help), and `validate` checks
+every field in one place, naming the flag and the allowed range.
+"""
+
+import math
+from dataclasses import MISSING, field, fields
+
+
+def arg(default, help: str, low=None, high=None, above=None, choices=None, factory=None):
+    """A dataclass field with help and bounds: low <= value <= high, value > above, value in choices."""
+    meta = {"help": help, "low": low, "high": high, "above": above, "choices": choices}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def validate(cfg) -> None:
+    """Raise a ValueError naming the flag and the allowed values for the first field out of range."""
+    for f in fields(cfg):
+        m, v = f.metadata, getattr(cfg, f.name)
+        if "help" not in m or v is None or isinstance(v, bool):
+            continue
+        if m["choices"] is not None and v not in m["choices"]:
+            raise ValueError(f"{flag(f.name)} {v!r} is not one of: {', '.join(map(str, m['choices']))}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"{flag(f.name)} must be a finite number, got {v}")
+        if m["low"] is not None and v < m["low"] or m["high"] is not None and v > m["high"]:
+            low = "" if m["low"] is None else f"at least {m['low']}"
+            high = "" if m["high"] is None else f"at most {m['high']}"
+            raise ValueError(f"{flag(f.name)} must be {' and '.join(s for s in (low, high) if s)}, got {v}")
+        if m["above"] is not None and not v > m["above"]:
+            raise ValueError(f"{flag(f.name)} must be greater than {m['above']}, got {v}")
+
+
+def default_of(f):
+    return f.default_factory() if f.default is MISSING else f.default

@@ -1,0 +1,190 @@
+"""The command line explains itself: one-line errors naming the flag, help from the configs, no tracebacks."""
+
+import contextlib
+import dataclasses
+import io
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tqdm.auto import tqdm
+
+import minprefix.base
+import minprefix.cli
+import minprefix.train
+from minprefix.base import PretrainConfig, save_base
+from minprefix.cli import build_parser, main
+from minprefix.config import flag
+from minprefix.model import GPT, GPTConfig
+from minprefix.train import TuneConfig
+from minprefix.world import Tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_base_dir(tmp_path_factory):
+    """A 1-layer base with the tiny world's vocabulary and context, saved like the shipped one."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-base")
+    save_base(GPT(GPTConfig(vocab_size=Tokenizer().vocab_size, n_layer=1, n_head=2, d_model=16)), path)
+    return str(path)
+
+
+def run(*argv):
+    """(exit code, stdout, stderr) of `minprefix ARGV`, run in this process."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in argv])
+            code = 0
+        except SystemExit as e:
+            code = e.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def one_line_error(code, err, command):
+    lines = err.strip().splitlines()
+    return code != 0 and len(lines) == 1 and lines[0].startswith(f"minprefix {command}: error: ")
+
+
+# ---------------------------------------------------------------------------- bugs, each with its test
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--steps", "-5"], "--steps must be at least 1, got -5"),
+    (["--method", "prefix", "--hidden", "0"], "--hidden must be at least 1 and at most 65536, got 0"),
+    (["--eval-every", "0"], "--eval-every must be at least 1, got 0"),
+    (["--batch-size", "0"], "--batch-size must be at least 1 and at most 4096, got 0"),
+    (["--lr", "nan"], "--lr must be a finite number"),
+    (["--method", "prefix", "--init", "text", "--init-text", "hi"], "--init text is not available for prefix"),
+    (["--method", "prefix-direct", "--hidden", "64"], "--hidden sets the MLP of"),
+    (["--method", "soft", "--init", "random", "--init-text", "hi"], "--init-text starts the rows from a text"),
+    (["--method", "lora"], "--method 'lora' is not one of"),
+])
+def test_tune_rejects_bad_values_naming_the_flag(argv, needle, tiny_base_dir):
+    code, _, err = run("tune", "--base", tiny_base_dir, *argv)
+    assert one_line_error(code, err, "tune") and needle in err, err
+
+
+def test_init_text_alone_means_text_init():
+    assert TuneConfig(method="soft", init_text="Reverse").init == "text"
+
+
+def test_help_comes_from_the_config_fields_with_each_methods_inits_and_lr():
+    text = build_parser()._subparsers._group_actions[0].choices["tune"].format_help()
+    for f in dataclasses.fields(TuneConfig):
+        assert flag(f.name) in text and f.metadata["help"].split()[0] in text, f.name
+    assert "prefix-direct" in text and "random, zero, vocab, text" in text and "lr 0.05" in text
+
+
+def test_a_run_whose_best_is_step_0_warns_that_the_artifact_is_untrained(tiny_base_dir, tmp_path):
+    code, _, err = run("tune", "--base", tiny_base_dir, "--method", "soft", "--steps", "2", "--eval-every", "1",
+                       "--lr", "1e-9", "--n-dev", "8", "--run-dir", tmp_path)
+    assert code == 0 and "minprefix tune: warning:" in err and "untrained" in err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--prompt", ""], "--prompt is empty"),
+    (["--prompt", "x", "--max-new-tokens", "-3"], "argument --max-new-tokens: must be at least 1, got -3"),
+    (["--prompt", "x", "--temperature", "0"], "argument --temperature: must be a finite number greater than 0"),
+    (["--prompt", "x" * 200], "leaves no room in the context of 128 positions"),
+    (["--prompt", "price in €"], "unknown character '€'"),
+])
+def test_generate_rejects_bad_input_in_one_line(argv, needle, tiny_base_dir):
+    code, _, err = run("generate", "--base", tiny_base_dir, *argv)
+    assert one_line_error(code, err, "generate") and needle in err, err
+
+
+def test_generate_says_when_it_stops_at_the_context_limit(tiny_base_dir):
+    code, out, err = run("generate", "--base", tiny_base_dir, "--prompt", "x" * 120, "--max-new-tokens", "50",
+                         "--top-k", "1")
+    assert code == 0 and "the context of 128 positions is full" in err
+    assert len(out.strip()) <= 128
+
+
+def test_info_names_the_base_it_was_given(tiny_base_dir):
+    code, out, _ = run("info", "--base", tiny_base_dir)
+    assert code == 0 and f"base at {tiny_base_dir}" in out and "shipped" not in out
+
+
+def test_python_dash_m_and_a_closed_pipe_give_no_traceback():
+    """`python -m minprefix info | head -1`: the reader goes away early; no BrokenPipeError traceback."""
+    done = subprocess.run(f"{sys.executable} -m minprefix info | head -1", shell=True, capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+    assert done.stdout.startswith("shipped base:")
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+def test_package_ships_a_license():
+    assert "MIT License" in (ROOT / "LICENSE").read_text()
+
+
+# ---------------------------------------------------------------------------- any number, any flag
+
+NUMBERS = {  # negative and zero, small valid values, and very large ones (the heavy middle is left out)
+    int: st.one_of(st.integers(-10**6, 0), st.integers(1, 8), st.integers(10**5, 10**12)),
+    float: st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(1e-6, 10.0)),
+}
+
+
+def numeric_flags(config_cls, skip=()):
+    out = {}
+    for f in dataclasses.fields(config_cls):
+        kind = next((t for t in (int, float) if f.type is t or t in getattr(f.type, "__args__", ())), None)
+        if kind is not None and "help" in f.metadata and f.name not in skip:
+            out[flag(f.name)] = NUMBERS[kind]
+    return out
+
+
+COMMANDS = {  # command: (fixed arguments, {numeric flag: values})
+    "tune": (["--method", "prefix", "--task", "bare-reverse"], numeric_flags(TuneConfig)),
+    "pretrain": ([], numeric_flags(PretrainConfig)),
+    "generate": (["--prompt", "'abc': "], {"--max-new-tokens": NUMBERS[int], "--temperature": NUMBERS[float],
+                                             "--top-k": NUMBERS[int], "--seed": NUMBERS[int]}),
+    "info": ([], {"--prompt-len": NUMBERS[int], "--hidden": NUMBERS[int]}),
+    "search-prompt": (["--task", "reverse"], {"--steps": NUMBERS[int], "--top-k": NUMBERS[int],
+                                               "--seed": NUMBERS[int]}),
+    "demo": ([], {"--steps": NUMBERS[int]}),
+}
+
+
+@pytest.fixture
+def short_runs(monkeypatch):
+    """Any step count is accepted, but only two steps run: the property below is about the flags."""
+    real_optimize, real_search = minprefix.train.optimize, minprefix.cli.search_prompt
+
+    def optimize(model, cfg, *args, **kw):
+        return real_optimize(model, dataclasses.replace(cfg, steps=min(cfg.steps, 2)), *args, **kw)
+
+    monkeypatch.setattr(minprefix.train, "optimize", optimize)
+    monkeypatch.setattr(minprefix.base, "optimize", optimize)
+    monkeypatch.setattr(minprefix.cli, "search_prompt", lambda *a, steps, **kw: real_search(*a, steps=min(steps, 2),
+                                                                                             progress=False, **kw))
+    monkeypatch.setattr(minprefix.train, "tqdm", lambda *a, **kw: tqdm(*a, **{**kw, "disable": True}))
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_any_number_for_any_flag_works_or_fails_in_one_line(command, tiny_base_dir, short_runs):
+    fixed, numeric = COMMANDS[command]
+
+    @settings(max_examples={"demo": 5, "search-prompt": 10}.get(command, 25), deadline=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(st.fixed_dictionaries({}, optional=numeric))
+    def check(values):
+        with tempfile.TemporaryDirectory() as tmp:
+            where = {"pretrain": ["--run-dir", tmp, "--out", f"{tmp}/base"],
+                     "tune": ["--base", tiny_base_dir, "--run-dir", tmp],
+                     "demo": ["--base", tiny_base_dir, "--figure", f"{tmp}/f.png"],
+                     }.get(command, ["--base", tiny_base_dir])
+            argv = [command, *fixed, *where, *(x for k, v in values.items() for x in (k, repr(v)))]
+            code, _, err = run(*argv)
+        assert "Traceback" not in err, (argv, err)
+        assert code == 0 or one_line_error(code, err, command), (argv, err)
+
+    check()
