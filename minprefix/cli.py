@@ -1,4 +1,4 @@
-"""The `minprefix` command: pretrain, evaluate, generate, info, tune, search-prompt, demo.
+"""The `minprefix` command: pretrain, evaluate, generate, info, tune, search-prompt, demo, figures.
 
 The flags of `pretrain` and `tune` are built from the fields of PretrainConfig and TuneConfig
 (their help text, defaults and ranges live there, once).
@@ -9,6 +9,7 @@ import os
 import sys
 import warnings
 from dataclasses import fields
+from pathlib import Path
 from typing import get_args
 
 import torch
@@ -17,6 +18,7 @@ from .artifacts import fingerprint, load_prompt
 from .base import SHIPPED_DIR, PretrainConfig, load_base, pretrain, save_base
 from .config import default_of, flag
 from .demo import run_demo
+from .figures import make_figures
 from .hard_prompt import score_templates, search_prompt
 from .methods import METHODS, count_table
 from .model import pick_device
@@ -176,6 +178,14 @@ def cmd_demo(args):
     run_demo(_base(args), pick_device(args.device), args.figure, steps=args.steps)
 
 
+def cmd_figures(args):
+    base_and_tok = _base(args)
+    for path in make_figures(args.out, base_and_tok[0].config):
+        print(f"wrote {path}")
+    if not args.skip_training:
+        run_demo(base_and_tok, pick_device(args.device), Path(args.out) / "demo.png")
+
+
 # ---------------------------------------------------------------------------- parser
 
 
@@ -235,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     c = command("demo", cmd_demo, "hard prompts, soft prompt, prefix and full fine-tuning, side by side")
     c.add_argument("--steps", type=at_least(1), default=300, help="tuning steps per method (default: 300)")
     c.add_argument("--figure", default="figures/demo.png", help="where the figure goes")
+
+    c = command("figures", cmd_figures, "draw every figure of the README and the lessons (fixed seeds)")
+    c.add_argument("--out", default="figures", help="the folder (default: figures)")
+    c.add_argument("--skip-training", action="store_true", help="only the figures that need no training "
+                   "(demo.png needs `minprefix demo`, about two minutes)")
     return p
 
 

@@ -10,8 +10,8 @@
 """
 
 import time
-from pathlib import Path
 
+from .figures import close, plot_curves
 from .hard_prompt import score_templates
 from .methods import METHODS
 from .params import count_stored, count_trainable
@@ -57,27 +57,8 @@ def run_demo(base_and_tok, device="cpu", figure="figures/demo.png", steps=300, t
         share = r["trainable"] / n_base
         print(f"| {METHODS[r['method']].label} (`{r['method']}`) | {r['trainable']:,} | {100 * share:.2f} % | "
               f"{r['stored']:,} | " + " | ".join(f"{100 * r[t]:.1f} %" for t in tasks) + " |")
-    plot_curves(curves, figure, steps)
+    labels = {m: METHODS[m].label for m in methods}
+    title = "the frozen base wearing each method (full fine-tuning: every weight trains)"
+    close(plot_curves(curves, figure, steps, labels, title))
     print(f"\nfigure: {figure}   ({time.time() - t0:.0f} s in all, {steps} steps per run)")
     return rows
-
-
-def plot_curves(curves, path, steps):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4), squeeze=False)
-    for ax, (task, by_method) in zip(axes[0], curves.items()):
-        for method, history in by_method.items():
-            ax.plot([h["step"] for h in history], [100 * h["dev_exact_match"] for h in history],
-                    marker="o", label=METHODS[method].label)
-        ax.set(xlabel="training step", ylabel="dev exact match (%)", title=task, ylim=(-3, 103), xlim=(0, steps))
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(loc="lower right")
-    fig.suptitle("the frozen base wearing each method (full fine-tuning: every weight trains)")
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -39,6 +39,17 @@ def _answer_loss(model: GPT, tok, exs):
     return lm_loss(model.run(emb), targets), emb
 
 
+def rank_candidates(grad: torch.Tensor, table: torch.Tensor, allowed: torch.Tensor, k: int) -> torch.Tensor:
+    """The k allowed token ids whose swap-in most lowers the loss, to first order, best first.
+
+    grad (C,): gradient of the loss w.r.t. the embedding at one position; table (V, C): the token
+    embeddings. Swapping the token there for w changes the loss by about (E[w] - E[now]) . grad, so
+    the best candidates have the most negative E[w] . grad.
+    """
+    scores = -(table[allowed] @ grad)  # (len(allowed),): first-order decrease of the loss
+    return allowed[scores.topk(min(k, len(allowed))).indices]
+
+
 def search_prompt(model: GPT, tok: Tokenizer, exs: list[Example], start: str, steps: int = 40,
                   top_k: int = 8, batch_size: int = 64, seed: int = 0, progress: bool = True):
     """Gradient-guided search over the characters of a template (AutoPrompt / HotFlip).
@@ -67,8 +78,7 @@ def search_prompt(model: GPT, tok: Tokenizer, exs: list[Example], start: str, st
         loss, emb = _answer_loss(model, tok, with_template(batch, template))
         (grad,) = torch.autograd.grad(loss, emb)  # (B, T, C)
         g = grad[torch.arange(len(batch)), torch.tensor(where)].sum(0)  # (C,) summed over the batch
-        ranking = -(table[allowed] @ g)  # first-order decrease of the loss for each character
-        candidates = allowed[ranking.topk(min(top_k, len(allowed))).indices].tolist()
+        candidates = rank_candidates(g, table, allowed, top_k).tolist()
         best_loss, best_char = loss.item(), None
         with torch.no_grad():
             for c in candidates:

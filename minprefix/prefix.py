@@ -170,11 +170,18 @@ class BlockInputPrefixGPT(_PrefixGPT):
 
     def to_kv(self) -> torch.Tensor:
         """The equivalent key/value prefix: each frozen block's K and V of its rows, (L, 2, nh, P, hs)."""
-        c, out = self.config, []
-        for block, p in zip(self.base.blocks, self.block_rows()):
-            k, v = block.attn.c_attn(block.ln_1(p)).split(c.d_model, dim=1)[1:]  # (P, C) each
-            out.append(torch.stack([k, v]).view(2, self.prompt_len, c.n_head, c.head_dim).transpose(1, 2))
-        return torch.stack(out)
+        return torch.stack([rows_to_kv(block, rows) for block, rows in zip(self.base.blocks, self.block_rows())])
+
+
+def rows_to_kv(block: Block, rows: torch.Tensor) -> torch.Tensor:
+    """What a block's attention makes of P input rows (P, C): K = W_k LN(p) + b_k, V = W_v LN(p) + b_v.
+
+    Returns (2, n_head, P, head_dim), index 0 keys, 1 values: the key/value prefix equal to them.
+    """
+    P, C = rows.shape
+    n_head = block.attn.n_head
+    k, v = block.attn.c_attn(block.ln_1(rows)).split(C, dim=1)[1:]  # (P, C) each; the queries are not needed
+    return torch.stack([k, v]).view(2, P, n_head, C // n_head).transpose(1, 2)  # (2, nh, P, hs)
 
 
 def base_kv(base: GPT, ids: list[int]) -> torch.Tensor:

@@ -47,14 +47,21 @@ def score(model, tok: Tokenizer, exs: list[Example], batch_size: int = 256, whol
         chunk_kw = {k: v[i : i + batch_size] if isinstance(v, (list, tuple)) else v for k, v in kw.items()}
         logits, _ = model(idx, **chunk_kw)
         scored = targets != -1
-        right = (logits.argmax(-1) == targets) | ~scored
-        n_correct += right.all(dim=1).sum().item()
+        n_correct += exact_match(logits, targets).sum().item()
         logp = torch.log_softmax(logits.float(), dim=-1)
         nll = -logp.gather(-1, targets.clamp(min=0)[..., None])[..., 0]
         loss_sum += nll[scored].sum().item()
         n_tokens += scored.sum().item()
     model.train(was_training)
     return {"exact_match": n_correct / max(1, len(exs)), "loss": loss_sum / max(1, n_tokens), "n": len(exs)}
+
+
+def exact_match(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: would greedy decoding reproduce each row's answer? logits (B, T, V), targets (B, T), -1 = unscored.
+
+    Yes exactly when, at every scored position, the argmax given the correct text so far is the target.
+    """
+    return ((logits.argmax(-1) == targets) | (targets == -1)).all(dim=1)
 
 
 def wilson_interval(p: float, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -1,0 +1,33 @@
+"""Lesson 4 exercises: prefix tuning. Check them with `pytest -m "ex4_1 or ex4_2 or ex4_3" --learner`."""
+
+import torch
+
+from minprefix.model import Block
+
+
+def prefix_block(block: Block, x: torch.Tensor, prefix_kv: torch.Tensor) -> torch.Tensor:
+    """Exercise 4.1: one regular block whose attention also sees P prefix keys and values.
+
+    x (B, T, C); prefix_kv (B, 2, n_head, P, head_dim), index 0 keys and 1 values. Every token sees
+    every prefix position; tokens are causal among themselves. Use the block's own weights
+    (block.ln_1, block.attn.c_attn, block.attn.c_proj, block.ln_2, block.mlp). Returns (B, T, C).
+    Reread: "The prefix-augmented block" in lesson 4.
+    """
+    raise NotImplementedError("Need to implement for exercise 4.1")
+
+
+def rows_to_kv(block: Block, rows: torch.Tensor) -> torch.Tensor:
+    """Exercise 4.2: the keys and values a block makes of P block-input prefix rows.
+
+    rows (P, C). Returns (2, n_head, P, head_dim): K = W_k LN(p) + b_k and V = W_v LN(p) + b_v,
+    with the block's ln_1 and the key and value parts of attn.c_attn. Reread: "Three views" in lesson 4.
+    """
+    raise NotImplementedError("Need to implement for exercise 4.2")
+
+
+def prefix_params(n_layer: int, prefix_len: int, d_model: int) -> int:
+    """Exercise 4.3: how many numbers a key/value prefix of prefix_len positions holds in all.
+
+    Reread: "Counting a prefix" in lesson 4.
+    """
+    raise NotImplementedError("Need to implement for exercise 4.3")

@@ -1,0 +1,139 @@
+"""Figures, drawn by code: `minprefix figures` writes every PNG in figures/ (lessons show the same ones).
+
+- blocks.png: a regular transformer block beside the two prefix-augmented blocks
+- share_by_width.png: what each method trains, as a share of the model, across model widths
+- demo.png: dev exact match during training (`minprefix demo`, which trains)
+"""
+
+from pathlib import Path
+
+from .methods import count_table
+from .model import GPTConfig
+from .params import GPT2_FAMILY, gpt2_config
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def close(fig):
+    """Free a figure that was only written to disk."""
+    _plt().close(fig)
+
+
+def _save(fig, path):
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
+
+
+BLOCK_STYLE = {"frozen": "#dde6f0", "trainable": "#f6c85f", "dropped": "#eeeeee"}
+
+
+def _boxes(ax, plt):
+    def box(x, y, w, h, text, kind="frozen"):
+        ax.add_patch(plt.Rectangle((x, y), w, h, facecolor=BLOCK_STYLE[kind], edgecolor="black"))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=8.5)
+    return box
+
+
+def _arrows(ax):
+    return lambda x0, y0, x1, y1: ax.annotate("", (x1, y1), (x0, y0), arrowprops={"arrowstyle": "->", "lw": 1.2})
+
+
+def draw_blocks(path=None):
+    """Three blocks side by side: regular; P rows at the block input; P keys and values inside attention."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 6.5))
+    panels = [("regular block", None),
+              ("block-input prefix:\nP rows join the block's input, dropped after it", "input"),
+              ("key/value prefix:\nP keys and P values join attention", "kv")]
+    for ax, (title, prefix) in zip(axes, panels):
+        ax.set(xlim=(0, 12), ylim=(0, 10.2))
+        ax.set_title(title, fontsize=11)
+        ax.axis("off")
+
+        box = _boxes(ax, plt)
+        arrow = _arrows(ax)
+        box(6.0, 0.2, 5.5, 0.8, "T token rows x  (B, T, C)")
+        arrow(8.75, 1.0, 8.75, 1.8)
+        if prefix == "input":
+            box(0.2, 0.2, 5.0, 0.8, "P prefix rows (this layer)", "trainable")
+            arrow(2.7, 1.0, 4.2, 1.8)
+        box(3.5, 1.8, 8.0, 0.8, "LayerNorm 1" + ("  (P + T rows)" if prefix == "input" else ""))
+        box(3.5, 3.2, 8.0, 0.9, "q, k, v = W LN(x) + b")
+        if prefix == "kv":
+            box(0.2, 4.6, 2.9, 1.0, "P keys,\nP values", "trainable")
+            arrow(3.1, 5.1, 3.5, 5.1)
+        box(3.5, 4.6, 8.0, 1.0, "attention: every token sees the\nprefix, tokens causal after it" if prefix else
+            "causal attention")
+        box(3.5, 6.1, 8.0, 0.9, "+ x, LayerNorm 2, MLP, + x")
+        for y0, y1 in ((2.6, 3.2), (4.1, 4.6), (5.6, 6.1), (7.0, 7.6)):
+            arrow(7.5, y0, 7.5, y1)
+        if prefix == "input":
+            box(0.2, 7.6, 3.1, 0.9, "P prefix outputs:\nthrown away", "dropped")
+            arrow(3.5, 7.3, 2.0, 7.6)
+        box(3.5, 7.6, 8.0, 0.9, "T token rows to the next block")
+    handles = [plt.Rectangle((0, 0), 1, 1, facecolor=BLOCK_STYLE[k], edgecolor="black") for k in BLOCK_STYLE]
+    fig.legend(handles, ["frozen (the base)", "trainable (the method)", "computed, then thrown away"],
+               loc="lower center", ncol=3, frameon=False)
+    fig.suptitle("One transformer block, and how each view of prefix tuning changes what goes through it "
+                 "(the weights never change)", y=0.99)
+    return _save(fig, path)
+
+
+def plot_share_by_width(path=None, base_config: GPTConfig | None = None, prompt_len: int = 10):
+    """Trainable share of the model, per method, against d_model: the GPT-2 family and the shipped base."""
+    plt = _plt()
+    models = {name: gpt2_config(name) for name in GPT2_FAMILY}
+    if base_config is not None:
+        models = {"shipped base": base_config, **models}
+    methods = ("soft prompt", "block-input prefix", "key/value prefix", "key/value prefix + MLP")
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    widths = [c.d_model for c in models.values()]
+    for method in methods:
+        shares = [next(r for r in count_table(c, prompt_len) if r["method"] == method)["trainable_share"]
+                  for c in models.values()]
+        ax.plot(widths, [100 * s for s in shares], marker="o", label=method)
+    ax.set(xscale="log", yscale="log", xlabel="model (d_model)", ylabel="trains while tuning, % of the model (log)",
+           title=f"What trains, P = {prompt_len} (the MLP: hidden width 512; stored, it is the key/value prefix)")
+    ax.set_xticks(widths, [f"{name.removeprefix('gpt2-')}\n({c.d_model})" for name, c in models.items()], fontsize=7)
+    ax.minorticks_off()
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_curves(curves: dict, path=None, steps: int | None = None, labels: dict | None = None, title: str = ""):
+    """Dev exact match against training step: curves[panel][line] is a tune() history."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4), squeeze=False)
+    for ax, (panel, lines) in zip(axes[0], curves.items()):
+        for name, history in lines.items():
+            ax.plot([h["step"] for h in history], [100 * h["dev_exact_match"] for h in history],
+                    marker="o", label=(labels or {}).get(name, name))
+        ax.set(xlabel="training step", ylabel="dev exact match (%)", title=panel, ylim=(-3, 103))
+        if steps:
+            ax.set_xlim(0, steps)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(loc="lower right", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def make_figures(out_dir="figures", base_config: GPTConfig | None = None) -> list[Path]:
+    """Write the figures that need no training; `minprefix figures` adds the demo's."""
+    out = Path(out_dir)
+    written = []
+    for name, draw in (("blocks.png", draw_blocks),
+                       ("share_by_width.png", lambda p: plot_share_by_width(p, base_config))):
+        close(draw(out / name))
+        written.append(out / name)
+    return written

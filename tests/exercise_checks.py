@@ -1,0 +1,323 @@
+"""The checks of the lesson exercises, each against an independent oracle, and the reference solutions.
+
+A check takes an implementation and raises an AssertionError whose one-line message names the
+wrong tensor and the likely bug. The reference solution of every exercise is the library's own
+code (REFERENCE); `pytest --learner` points the same checks at lessons/exercises/ instead.
+"""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import torch
+
+from minprefix.bank import PromptBank
+from minprefix.hard_prompt import rank_candidates
+from minprefix.model import GPT, GPTConfig, attention_mask
+from minprefix.params import base_params, count_trainable, kv_prefix_params
+from minprefix.prefix import BlockInputPrefixGPT, PrefixBlock, PrefixGPT, rows_to_kv
+from minprefix.prompted import DirectPrefix, MLPPrefix
+from minprefix.soft_prompt import SoftPromptGPT
+from minprefix.train import exact_match, wilson_interval
+
+EXERCISES = Path(__file__).resolve().parents[1] / "lessons" / "exercises"
+
+
+def expect(ok, message: str):
+    if not ok:
+        raise AssertionError(message)
+
+
+def close(a, b, atol=1e-5) -> bool:
+    return isinstance(a, torch.Tensor) and a.shape == b.shape and torch.allclose(a, b, atol=atol, rtol=0)
+
+
+def tiny_base(seed=0, **kw) -> GPT:
+    torch.manual_seed(seed)
+    config = dict(vocab_size=20, block_size=24, n_layer=2, n_head=2, d_model=8) | kw
+    return GPT(GPTConfig(**config)).double().freeze()
+
+
+# ---------------------------------------------------------------------------- lesson 1
+
+
+def check_ex1_1(causal_mask):
+    for n_query, n_key in [(4, 4), (3, 5), (1, 6), (2, 2)]:
+        got = causal_mask(n_query, n_key)
+        expect(isinstance(got, torch.Tensor) and got.dtype == torch.bool,
+               f"mask must be a bool tensor, got {type(got).__name__} {getattr(got, 'dtype', '')}")
+        expect(got.shape == (n_query, n_key), f"mask is {tuple(got.shape)}; with {n_key - n_query} earlier keys "
+               f"it must be (T, P + T) = ({n_query}, {n_key})")
+        for i in range(n_query):  # the oracle: query i sees keys 0 .. n_key - n_query + i, written as a loop
+            want = torch.tensor([j <= n_key - n_query + i for j in range(n_key)])
+            if not torch.equal(got[i], want):
+                top_left = torch.equal(got, torch.ones(n_query, n_key, dtype=torch.bool).tril())
+                expect(False, "the triangle is aligned top-left: the first queries cannot see the earlier keys; "
+                       "shift the diagonal by n_key - n_query" if top_left else
+                       f"row {i} of the ({n_query}, {n_key}) mask is {got[i].int().tolist()}, "
+                       f"expected {want.int().tolist()}")
+
+
+def check_ex1_2(count_gpt_params):
+    for config in (GPTConfig(vocab_size=11, block_size=7, n_layer=1, n_head=1, d_model=4),
+                   GPTConfig(vocab_size=50, block_size=16, n_layer=3, n_head=2, d_model=12),
+                   GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, d_model=12, bias=False)):
+        with torch.device("meta"):
+            want = GPT(config).num_params()  # the oracle: numel of the module built
+        got = count_gpt_params(config)
+        hint = " (the output head is tied to the token table: count it once)" if got == want + \
+            config.vocab_size * config.d_model else " (biases: config.bias)" if config.bias is False else ""
+        expect(got == want, f"count for {config} is {got}, the module has {want}{hint}")
+
+
+# ---------------------------------------------------------------------------- lesson 2
+
+
+def check_ex2_1(exact_match):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 5, 7, generator=g)
+    targets = logits.argmax(-1)
+    targets[:, :2] = -1  # the prompt: not scored
+    targets[1, 3] = (targets[1, 3] + 1) % 7  # row 1: one wrong answer character
+    targets[2, 0] = (logits[2, 0].argmax() + 1) % 7  # row 2: a "wrong" character, but unscored: still right
+    targets[2, 0] = -1
+    targets[3, 4] = -1  # row 3: padding at the end
+    want = torch.tensor([all(t == -1 or logits[b, i].argmax() == t for i, t in enumerate(targets[b].tolist()))
+                         for b in range(6)])  # the oracle, one position at a time
+    got = exact_match(logits, targets)
+    expect(isinstance(got, torch.Tensor) and got.shape == (6,), "exact_match must return one bool per row, (B,)")
+    expect(torch.equal(got.bool(), want), f"rows right: {got.int().tolist()}, expected {want.int().tolist()} "
+           "(unscored positions, target -1, never count against a row)")
+
+
+def check_ex2_2(rank_candidates):
+    g = torch.Generator().manual_seed(1)
+    table = torch.randn(9, 4, generator=g)  # a tiny vocabulary of 9 tokens
+    w = torch.randn(4, generator=g)
+    loss = lambda e: e @ w  # a loss linear in the embedding: first order is exact
+    allowed = torch.tensor([1, 2, 4, 5, 7, 8])
+    current = table[3]
+    grad = w  # d loss / d e
+    true_change = {int(t): (loss(table[t]) - loss(current)).item() for t in allowed}  # exhaustive oracle
+    want = sorted(true_change, key=true_change.get)[:4]
+    got = rank_candidates(grad, table, allowed, 4)
+    got = [int(t) for t in got]
+    expect(len(got) == 4, f"asked for 4 candidates, got {len(got)}")
+    expect(set(got) <= set(allowed.tolist()), f"candidates {got} include ids outside `allowed`")
+    expect(got != sorted(true_change, key=true_change.get, reverse=True)[:4],
+           "the ranking is reversed: the best swap has the most *negative* table[w] . grad (check the sign)")
+    expect(got == want, f"candidates {got}, expected {want} (best first, by the loss decrease)")
+    expect(len(rank_candidates(grad, table, allowed, 20)) == len(allowed), "with k > len(allowed), return them all")
+
+
+# ---------------------------------------------------------------------------- lesson 3
+
+
+def check_ex3_1(soft_prompt_logits):
+    base = tiny_base()
+    idx = torch.randint(0, 20, (2, 5), generator=torch.Generator().manual_seed(2))
+    ids = [3, 14, 7]
+    got = soft_prompt_logits(base, base.wte.weight[ids].clone(), idx)  # rows that are real tokens' embeddings
+    want = base(torch.cat([torch.tensor([ids] * 2), idx], dim=1))[0][:, len(ids):]  # oracle: prepend the tokens
+    expect(isinstance(got, torch.Tensor) and got.shape == want.shape,
+           f"logits are {tuple(getattr(got, 'shape', ()))}, expected {tuple(want.shape)}: one row per real token")
+    expect(close(got, want), "logits differ from prepending the prompt's own tokens: do the tokens take positions "
+           "P, P+1, ... (after the prompt's 0..P-1), and are the prompt's own outputs dropped?")
+    rows = torch.randn(4, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    expect(close(soft_prompt_logits(base, rows, idx), SoftPromptGPT.from_embeddings(base, rows)(idx)[0]),
+           "with free rows, the logits differ from minprefix's SoftPromptGPT")
+
+
+def check_ex3_2(mixed_batch_logits):
+    base = tiny_base()
+    g = torch.Generator().manual_seed(4)
+    prompts = {name: torch.randn(3, 8, dtype=torch.float64, generator=g) for name in "abc"}
+    idx = torch.randint(0, 20, (4, 5), generator=g)
+    tasks = ["b", "a", "c", "b"]
+    got = mixed_batch_logits(base, prompts, idx, tasks)
+    expect(isinstance(got, torch.Tensor) and got.shape == (4, 5, 20), "mixed logits must be (B, T, V)")
+    for b, task in enumerate(tasks):  # the oracle: each row alone, with its own prompt
+        alone = SoftPromptGPT.from_embeddings(base, prompts[task])(idx[b : b + 1])[0]
+        expect(close(got[b : b + 1], alone), f"row {b} ({task!r}) differs from running it alone with prompt "
+               f"{task!r}: is each row's prompt picked by tasks[b]?")
+
+
+def check_ex3_3(params_to_train):
+    base = tiny_base()
+    for p in base.parameters():
+        p.requires_grad_(True)  # as if someone unfroze it
+    model = SoftPromptGPT(base, 3)
+    for p in base.parameters():
+        p.requires_grad_(True)
+    got = params_to_train(model, base)
+    own = {id(p) for n, p in model.named_parameters() if not n.startswith("base.")}
+    expect(not any(p.requires_grad for p in base.parameters()), "the base is left trainable: set requires_grad "
+           "to False on every base parameter")
+    expect({id(p) for p in got} == own and len(got) == len(own),
+           f"got {len(got)} parameters; the method has {len(own)} of its own (the base's must not be among them)")
+
+
+# ---------------------------------------------------------------------------- lesson 4
+
+
+def check_ex4_1(prefix_block):
+    base = tiny_base()
+    block, c = base.blocks[0], base.config
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 5, 8, dtype=torch.float64, generator=g)
+    kv = torch.randn(2, 2, c.n_head, 3, c.head_dim, dtype=torch.float64, generator=g)
+    got = prefix_block(block, x, kv)
+    got = got[0] if isinstance(got, tuple) else got
+    want = _explicit_prefix_block(block, x, kv, c)
+    expect(isinstance(got, torch.Tensor) and got.shape == want.shape, f"output must be (B, T, C) = {tuple(want.shape)}")
+    if not close(got, want):
+        swapped = _explicit_prefix_block(block, x, kv.flip(1), c)
+        top_left = _explicit_prefix_block(block, x, kv, c, top_left=True)
+        expect(not close(got, swapped), "keys and values are swapped: prefix_kv[:, 0] are the keys, [:, 1] the values")
+        expect(not close(got, top_left), "the causal triangle is aligned top-left: the first tokens do not see the "
+               "whole prefix (with P prefix keys the mask is (T, P + T), bottom-right)")
+        expect(False, "the block's output differs from attention over [prefix keys; token keys] with the "
+               "bottom-right mask")
+
+
+def _explicit_prefix_block(block, x, kv, c, top_left=False):
+    """The oracle: the block written out with an explicit softmax."""
+    B, T, C = x.shape
+    P = kv.size(3)
+    q, k, v = block.attn.c_attn(block.ln_1(x)).split(C, dim=2)
+    heads = lambda t: t.view(B, T, c.n_head, c.head_dim).transpose(1, 2)  # (B, nh, T, hs)
+    k, v = torch.cat([kv[:, 0], heads(k)], 2), torch.cat([kv[:, 1], heads(v)], 2)  # (B, nh, P + T, hs)
+    att = heads(q) @ k.transpose(-1, -2) / math.sqrt(c.head_dim)
+    allowed = torch.ones(T, P + T, dtype=torch.bool).tril(0 if top_left else P)
+    y = (att.masked_fill(~allowed, float("-inf")).softmax(-1) @ v).transpose(1, 2).reshape(B, T, C)
+    x = x + block.attn.c_proj(y)
+    return x + block.mlp(block.ln_2(x))
+
+
+def check_ex4_2(rows_to_kv):
+    base = tiny_base()
+    rows = torch.randn(3, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    got = rows_to_kv(base.blocks[1], rows)
+    expect(isinstance(got, torch.Tensor) and got.shape == (2, 2, 3, 4), "keys and values must be (2, n_head, P, "
+           f"head_dim) = (2, 2, 3, 4), got {tuple(getattr(got, 'shape', ()))}")
+    hidden = torch.stack([torch.zeros(3, 8, dtype=torch.float64), rows])  # rows at block 1 only (block 0: zeros)
+    as_block_input = BlockInputPrefixGPT.from_hidden(base, hidden)
+    kv = torch.stack([rows_to_kv(base.blocks[0], hidden[0]), got])
+    idx = torch.randint(0, 20, (2, 6), generator=torch.Generator().manual_seed(7))
+    expect(close(PrefixGPT.from_kv(base, kv)(idx)[0], as_block_input(idx)[0]),  # oracle: the block-input view
+           "a key/value prefix of these keys and values differs from the block-input prefix of the rows: "
+           "did you apply ln_1 first, and take the key (second) and value (third) parts of c_attn?")
+
+
+def check_ex4_3(prefix_params):
+    for L, P, d in [(2, 3, 8), (4, 1, 16), (24, 10, 1024)]:
+        # the oracle: numel of a prefix built on a small base; GPT-2 medium's 491,520 as Li & Liang count it
+        want = 491_520 if d == 1024 else PrefixGPT(tiny_base(n_layer=L, d_model=d), P).rows.rows.numel()
+        got = prefix_params(L, P, d)
+        hint = " (keys *and* values: a factor 2)" if got * 2 == want else ""
+        expect(got == want, f"prefix_params({L}, {P}, {d}) = {got}, expected {want}{hint}")
+
+
+# ---------------------------------------------------------------------------- lesson 5
+
+
+def check_ex5_1(cls):
+    torch.manual_seed(0)
+    m = cls(3, 4, 6, 10)
+    rows = m()
+    expect(isinstance(rows, torch.Tensor) and rows.shape == (3, 10), f"forward() must give (P, width) = (3, 10), "
+           f"got {tuple(getattr(rows, 'shape', ()))}")
+    names = {n: p.shape for n, p in m.named_parameters()}
+    expect(names.get("input") == (3, 4), "P' must be a parameter named `input` of shape (prefix_len, k)")
+    expect(sum(p.numel() for p in m.parameters()) == 3 * 4 + 4 * 6 + 6 + 6 * 10 + 10,
+           "parameters: P' plus Linear(k, hidden) plus Linear(hidden, width), biases included")
+    first, last = m.mlp[0], m.mlp[-1]
+    want = last(torch.tanh(first(m.input)))  # the oracle: Li & Liang's MLP written out
+    expect(close(rows, want), "rows differ from Linear -> tanh -> Linear applied to P' (is the nonlinearity tanh?)")
+
+
+def check_ex5_2(merge):
+    base = tiny_base()
+    model = PrefixGPT(base, 3, reparam_dim=4, hidden=6, seed=1)
+    merged = merge(model)
+    expect(type(merged) is PrefixGPT and merged.base is base, "merge must return a PrefixGPT on the same base")
+    expect(isinstance(merged.rows, DirectPrefix) and not isinstance(merged.rows, MLPPrefix),
+           "merged rows must be a DirectPrefix: the MLP is not kept")
+    expect(count_trainable(merged) == 3 * 2 * 2 * 8, "the merged model must hold only the P x 2*L*d rows")
+    idx = torch.randint(0, 20, (2, 6), generator=torch.Generator().manual_seed(8))
+    expect(close(merged(idx)[0], model(idx)[0], atol=1e-8), "merged logits differ from the MLP model's")
+
+
+# ---------------------------------------------------------------------------- lesson 6
+
+
+def check_ex6_1(wilson_interval):
+    for p, n in [(0.5, 20), (1.0, 45), (0.0, 45), (0.9, 200), (0.3, 7)]:
+        got = wilson_interval(p, n)
+        want = _score_interval_by_bisection(p, n)  # the oracle: the definition, solved numerically
+        expect(len(got) == 2 and abs(got[0] - want[0]) < 1e-6 and abs(got[1] - want[1]) < 1e-6,
+               f"interval for {p} on {n} is {tuple(round(x, 4) for x in got)}, expected "
+               f"{tuple(round(x, 4) for x in want)}" + (" (a normal interval p +- z sqrt(p(1-p)/n) "
+                                                        "collapses at p = 0 or 1)" if p in (0, 1) else ""))
+    expect(tuple(wilson_interval(0.0, 0)) == (0.0, 1.0), "with n = 0 nothing is known: (0.0, 1.0)")
+
+
+def _score_interval_by_bisection(p, n, z=1.96):
+    inside = lambda q: abs(p - q) <= z * math.sqrt(q * (1 - q) / n) + 1e-15
+    def edge(lo, hi):  # lo inside, hi outside
+        for _ in range(200):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if inside(mid) else (lo, mid)
+        return lo
+    return (0.0 if inside(0.0) else edge(p, 0.0)), (1.0 if inside(1.0) else edge(p, 1.0))
+
+
+def check_ex6_2(trainable_share):
+    base = tiny_base()
+    model = PrefixGPT(base, 3)
+    want = 3 * 2 * 2 * 8 / sum(p.numel() for p in base.parameters())
+    got = trainable_share(model, base)
+    expect(isinstance(got, float) and abs(got - want) < 1e-12,
+           f"share is {got}, expected {want:.6f} = prefix numbers / base parameters "
+           "(count only requires_grad parameters, each once)")
+
+
+CHECKS = {name.removeprefix("check_"): f for name, f in globals().items() if name.startswith("check_ex")}
+
+REFERENCE = {  # the library's own code: the reference solution of each exercise
+    "ex1_1": attention_mask,
+    "ex1_2": base_params,
+    "ex2_1": exact_match,
+    "ex2_2": rank_candidates,
+    "ex3_1": lambda base, rows, idx: SoftPromptGPT.from_embeddings(base, rows)(idx)[0],
+    "ex3_2": lambda base, prompts, idx, tasks: PromptBank(
+        {t: SoftPromptGPT.from_embeddings(base, rows) for t, rows in prompts.items()})(idx, tasks=tasks)[0],
+    "ex3_3": lambda model, base: [p for p in model.parameters() if p.requires_grad] if base.freeze() else [],
+    "ex4_1": lambda block, x, kv: PrefixBlock(block)(x, kv)[0],
+    "ex4_2": rows_to_kv,
+    "ex4_3": kv_prefix_params,
+    "ex5_1": lambda prefix_len, k, hidden, width: MLPPrefix(prefix_len, k, hidden, width, seed=0),
+    "ex5_2": lambda model: model.merge(),
+    "ex6_1": wilson_interval,
+    "ex6_2": lambda model, base: count_trainable(model) / sum(p.numel() for p in base.parameters()),
+}
+
+LEARNER = {  # where each exercise lives in lessons/exercises/
+    "ex1_1": ("lesson1", "causal_mask"), "ex1_2": ("lesson1", "count_gpt_params"),
+    "ex2_1": ("lesson2", "exact_match"), "ex2_2": ("lesson2", "rank_candidates"),
+    "ex3_1": ("lesson3", "soft_prompt_logits"), "ex3_2": ("lesson3", "mixed_batch_logits"),
+    "ex3_3": ("lesson3", "params_to_train"),
+    "ex4_1": ("lesson4", "prefix_block"), "ex4_2": ("lesson4", "rows_to_kv"), "ex4_3": ("lesson4", "prefix_params"),
+    "ex5_1": ("lesson5", "MLPPrefix"), "ex5_2": ("lesson5", "merge"),
+    "ex6_1": ("lesson6", "wilson_interval"), "ex6_2": ("lesson6", "trainable_share"),
+}
+
+
+def learner(name: str):
+    """The learner's implementation of an exercise, read from lessons/exercises/."""
+    module, attr = LEARNER[name]
+    spec = importlib.util.spec_from_file_location(f"exercises_{module}", EXERCISES / f"{module}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return getattr(mod, attr)
+

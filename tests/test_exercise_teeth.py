@@ -1,0 +1,151 @@
+"""Every exercise check rejects the untouched stub and at least one plausible wrong answer."""
+
+import math
+
+import pytest
+import torch
+from exercise_checks import CHECKS, REFERENCE, learner
+
+from minprefix.prompted import MLPPrefix
+
+
+def stub(*args, **kwargs):
+    raise NotImplementedError("Need to implement for this exercise")
+
+
+class StubClass:
+    def __init__(self, *args, **kwargs):
+        raise NotImplementedError("Need to implement for this exercise")
+
+
+def top_left_mask(n_query, n_key):
+    return torch.ones(n_query, n_key, dtype=torch.bool).tril()
+
+
+def square_mask(n_query, n_key):
+    return torch.ones(n_query, n_query, dtype=torch.bool).tril()
+
+
+def params_head_counted_twice(config):
+    return REFERENCE["ex1_2"](config) + config.vocab_size * config.d_model
+
+
+def exact_match_scoring_the_prompt(logits, targets):
+    return (logits.argmax(-1) == targets).all(dim=1)
+
+
+def candidates_with_the_sign_flipped(grad, table, allowed, k):
+    return allowed[(table[allowed] @ grad).topk(min(k, len(allowed))).indices]
+
+
+def soft_prompt_positions_not_shifted(base, rows, idx):
+    x = torch.cat([rows[None].expand(idx.size(0), -1, -1), base.embed(base.wte(idx))], dim=1)  # tokens at 0..T-1
+    for block in base.blocks:
+        x, _ = block(x)
+    return base.head(x)[:, rows.size(0):]
+
+
+def every_row_wears_the_first_prompt(base, prompts, idx, tasks):
+    first = next(iter(prompts))
+    return REFERENCE["ex3_1"](base, prompts[first], idx)
+
+
+def params_with_the_base_left_trainable(model, base):
+    return list(model.parameters())
+
+
+def prefix_block_keys_values_swapped(block, x, kv):
+    return REFERENCE["ex4_1"](block, x, kv.flip(1))
+
+
+def prefix_block_top_left(block, x, kv):
+    """The library's block with SDPA's top-left triangle swapped in for the right mask."""
+    import minprefix.model as model_module
+
+    original = model_module.attention_mask
+    model_module.attention_mask = lambda n_query, n_key, device=None: top_left_mask(n_query, n_key).to(device)
+    try:
+        return REFERENCE["ex4_1"](block, x, kv)
+    finally:
+        model_module.attention_mask = original
+
+
+def rows_to_kv_without_layernorm(block, rows):
+    P, C = rows.shape
+    k, v = block.attn.c_attn(rows).split(C, dim=1)[1:]
+    return torch.stack([k, v]).view(2, P, block.attn.n_head, C // block.attn.n_head).transpose(1, 2)
+
+
+def rows_to_kv_queries_and_keys(block, rows):
+    P, C = rows.shape
+    q, k = block.attn.c_attn(block.ln_1(rows)).split(C, dim=1)[:2]
+    return torch.stack([q, k]).view(2, P, block.attn.n_head, C // block.attn.n_head).transpose(1, 2)
+
+
+def prefix_params_without_the_2(n_layer, prefix_len, d_model):
+    return n_layer * prefix_len * d_model
+
+
+class MLPPrefixWithReLU(MLPPrefix):
+    def __init__(self, prefix_len, k, hidden, width):
+        super().__init__(prefix_len, k, hidden, width)
+        self.mlp[1] = torch.nn.ReLU()
+
+
+def merge_that_keeps_the_mlp(model):
+    return model
+
+
+def normal_interval(p, n, z=1.96):
+    half = z * math.sqrt(p * (1 - p) / n) if n else 1.0
+    return max(0.0, p - half), min(1.0, p + half)
+
+
+def share_counting_the_frozen_base(model, base):
+    return sum(p.numel() for p in model.parameters()) / base.num_params()
+
+
+WRONG = {  # exercise: plausible wrong answers its check must reject
+    "ex1_1": [top_left_mask, square_mask],
+    "ex1_2": [params_head_counted_twice],
+    "ex2_1": [exact_match_scoring_the_prompt],
+    "ex2_2": [candidates_with_the_sign_flipped],
+    "ex3_1": [soft_prompt_positions_not_shifted],
+    "ex3_2": [every_row_wears_the_first_prompt],
+    "ex3_3": [params_with_the_base_left_trainable],
+    "ex4_1": [prefix_block_keys_values_swapped, prefix_block_top_left],
+    "ex4_2": [rows_to_kv_without_layernorm, rows_to_kv_queries_and_keys],
+    "ex4_3": [prefix_params_without_the_2],
+    "ex5_1": [MLPPrefixWithReLU],
+    "ex5_2": [merge_that_keeps_the_mlp],
+    "ex6_1": [normal_interval],
+    "ex6_2": [share_counting_the_frozen_base],
+}
+
+
+def test_every_exercise_has_a_check_a_reference_a_stub_and_wrong_answers():
+    assert set(CHECKS) == set(REFERENCE) == set(WRONG)
+    assert len(CHECKS) >= 12 and {name[2] for name in CHECKS} == set("123456")
+    assert all(sum(name.startswith(f"ex{n}_") for name in CHECKS) >= 2 for n in "123456")
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_check_rejects_the_untouched_stub(name):
+    with pytest.raises(NotImplementedError):
+        CHECKS[name](StubClass if name == "ex5_1" else stub)
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_the_shipped_exercise_file_has_the_stub_with_the_reference_signature(name):
+    """The learner's file names the function (or class) the check expects, with a docstring stating the spec."""
+    impl = learner(name)
+    assert impl.__doc__ and "Exercise " + name[2:].replace("_", ".") in impl.__doc__
+
+
+@pytest.mark.parametrize("name, wrong", [(n, w) for n, ws in sorted(WRONG.items()) for w in ws],
+                         ids=lambda v: v if isinstance(v, str) else v.__name__)
+def test_check_rejects_a_plausible_wrong_answer(name, wrong):
+    with pytest.raises(AssertionError) as info:
+        CHECKS[name](wrong)
+    message = str(info.value)
+    assert message and "\n" not in message  # one line that names the problem
