@@ -13,10 +13,7 @@ from .params import GPT2_FAMILY, gpt2_config
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # no backend forced: a notebook shows figures inline, a terminal writes files
 
     return plt
 

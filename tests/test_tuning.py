@@ -293,3 +293,30 @@ def test_continuing_from_an_artifact_of_another_length_is_a_clear_error(tmp_path
         tune(base, TOK, quick("soft"), progress=False, init_from=tmp_path / "p.safetensors")
     with pytest.raises(ValueError, match="continue with prefix-direct, the direct method"):
         tune(base, TOK, quick("prefix"), progress=False, init_from=tmp_path / "p.safetensors")
+
+
+# ---------------------------------------------------------------------------- grids
+
+
+def test_grid_resumes_without_recomputing_a_finished_cell(tmp_path, monkeypatch):
+    import minprefix.grid as grid
+
+    configs = [quick("soft", seed=s, steps=4) for s in (0, 1)] + [quick("prefix-direct", steps=4)]
+    path = tmp_path / "grid.json"
+    first = grid.run_grid(tiny_base(), TOK, configs[:2], path, progress=False, n_test=16)
+    calls = []
+    real_tune = grid.tune
+    monkeypatch.setattr(grid, "tune", lambda *a, **k: calls.append(a[2]) or real_tune(*a, **k))
+    again = grid.run_grid(tiny_base(), TOK, configs, path, progress=False, n_test=16)
+    assert calls == [configs[2]]  # only the new cell ran
+    assert again[:2] == first and again[2]["config"]["method"] == "prefix-direct"
+    rows = grid.summarize(again, by=("method",))
+    soft = next(r for r in rows if r["method"] == "soft")
+    assert soft["n"] == 2 and soft["mean"] == (first[0]["dev"] + first[1]["dev"]) / 2
+
+
+def test_grid_records_a_diverged_run_instead_of_stopping():
+    import minprefix.grid as grid
+
+    results = grid.run_grid(tiny_base(), TOK, [quick("soft", lr=1e30, steps=3)], progress=False, n_test=8)
+    assert results[0]["diverged"] and "loss became" in results[0]["diverged"] and results[0]["dev"] == 0.0
