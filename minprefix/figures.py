@@ -61,7 +61,7 @@ def draw_blocks(path=None):
         box(6.0, 0.2, 5.5, 0.8, "T token rows x  (B, T, C)")
         arrow(8.75, 1.0, 8.75, 1.8)
         if prefix == "input":
-            box(0.2, 0.2, 5.0, 0.8, "P prefix rows (this layer)", "trainable")
+            box(0.2, 0.2, 5.0, 0.8, "P prefix rows", "trainable")
             arrow(2.7, 1.0, 4.2, 1.8)
         box(3.5, 1.8, 8.0, 0.8, "LayerNorm 1" + ("  (P + T rows)" if prefix == "input" else ""))
         box(3.5, 3.2, 8.0, 0.9, "q, k, v = W LN(x) + b")
@@ -74,7 +74,7 @@ def draw_blocks(path=None):
         for y0, y1 in ((2.6, 3.2), (4.1, 4.6), (5.6, 6.1), (7.0, 7.6)):
             arrow(7.5, y0, 7.5, y1)
         if prefix == "input":
-            box(0.2, 7.6, 3.1, 0.9, "P prefix outputs:\nthrown away", "dropped")
+            box(0.2, 7.6, 3.1, 0.9, "P outputs:\ndropped", "dropped")
             arrow(3.5, 7.3, 2.0, 7.6)
         box(3.5, 7.6, 8.0, 0.9, "T token rows to the next block")
     handles = [plt.Rectangle((0, 0), 1, 1, facecolor=BLOCK_STYLE[k], edgecolor="black") for k in BLOCK_STYLE]

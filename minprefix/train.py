@@ -213,7 +213,7 @@ class TuneConfig(LoopConfig):
     reparam_dim: int | None = arg(None, "k, the width of P' (MLP methods only; default d_model)", low=1, high=65536)
     hidden: int | None = arg(None, "hidden width of the MLP (MLP methods only; default 512)", low=1, high=65536)
     init: str | None = arg(None, "how the rows start (default: the method's; see the table below)")
-    init_text: str | None = arg(None, "start the rows from this text (implies --init text)")
+    init_text: str | None = arg(None, "start the rows from this text, repeated or cut to P tokens (implies --init text)")
     eval_every: int = arg(50, "steps between dev evaluations (the best is kept)", low=1)
     n_train: int = arg(2000, "training examples (at most: a lexicon split may be smaller)", low=1, high=100_000)
     n_dev: int = arg(200, "dev examples (at most, likewise)", low=1, high=10_000)
