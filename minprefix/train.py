@@ -213,7 +213,7 @@ class TuneConfig(LoopConfig):
     reparam_dim: int | None = arg(None, "k, the width of P' (MLP methods only; default d_model)", low=1, high=65536)
     hidden: int | None = arg(None, "hidden width of the MLP (MLP methods only; default 512)", low=1, high=65536)
     init: str | None = arg(None, "how the rows start (default: the method's; see the table below)")
-    init_text: str | None = arg(None, "start the rows from this text, repeated or cut to P tokens (implies --init text)")
+    init_text: str | None = arg(None, "start the rows from this text, repeated or cut to P tokens (means --init text)")
     eval_every: int = arg(50, "steps between dev evaluations (the best is kept)", low=1)
     n_train: int = arg(2000, "training examples (at most: a lexicon split may be smaller)", low=1, high=100_000)
     n_dev: int = arg(200, "dev examples (at most, likewise)", low=1, high=10_000)
@@ -264,7 +264,7 @@ def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu",
     if init_from is not None:
         load_into(model, init_from, base)
     train_exs = examples(cfg.task, "train", cfg.n_train, seed=cfg.seed)
-    dev_exs = examples(cfg.task, "dev", cfg.n_dev, seed=cfg.seed)
+    dev_exs = examples(cfg.task, "dev", cfg.n_dev)  # the same dev sample for every seed
     run_dir = Path(run_dir) if run_dir is not None else None
     state, t0 = {"history": [], "best": None}, time.time()
 
