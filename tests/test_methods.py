@@ -186,14 +186,6 @@ def test_state_dict_holds_the_base_once_and_the_rows_once(base, make):
     assert all(k.startswith(("base.", "rows.")) for k in state)
 
 
-def test_the_four_layers_are_classes_a_reader_can_point_to():
-    """Regular block, key/value prefix block, block-input prefix block and soft-prompt input layer."""
-    from minprefix import Block, BlockInputPrefixBlock, PrefixBlock, SoftPromptEmbedding
-
-    for cls in (Block, PrefixBlock, BlockInputPrefixBlock, SoftPromptEmbedding):
-        assert isinstance(cls, type)
-
-
 def test_prefix_blocks_match_explicit_attention_over_prefix_and_tokens(base):
     """One block by hand: the key/value prefix block's output equals attention over [prefix keys; token keys]."""
     from minprefix.prefix import PrefixBlock
