@@ -19,6 +19,7 @@ def rank_candidates(grad: torch.Tensor, table: torch.Tensor, allowed: torch.Tens
     grad (C,): the gradient of the loss w.r.t. the embedding at that position; table (V, C): the
     token embeddings; allowed (A,): the token ids one may swap in. To first order, swapping in
     token w changes the loss by (table[w] - table[current]) . grad. Return the k allowed ids
-    (or all of them, if fewer) that lower the loss most, best first. Reread: "Search with gradients".
+    (or all of them, if fewer) that lower the loss most, best first.
+    Reread: "Search with gradients" in lesson 2.
     """
     raise NotImplementedError("Need to implement for exercise 2.2")

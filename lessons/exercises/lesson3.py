@@ -31,6 +31,7 @@ def params_to_train(model: torch.nn.Module, base: GPT) -> list[torch.nn.Paramete
     """Exercise 3.3: freeze the base and return the parameters an optimizer should get.
 
     model wears base (model.base is base). Afterwards no base parameter has requires_grad, and
-    the list holds exactly the method's own parameters (those outside base). Reread: "A frozen base".
+    the list holds exactly the method's own parameters (those outside base).
+    Reread: "A frozen base" in lesson 3.
     """
     raise NotImplementedError("Need to implement for exercise 3.3")
