@@ -77,6 +77,16 @@ def task_mean(main: dict, variant: str, tasks) -> float:
     return statistics.fmean(main[f"{variant}|{t}"]["test"]["mean"] for t in tasks)
 
 
+def low_data_claim(cfg: dict, s: dict, claim):
+    ld, ns = s["low_data"], cfg["low_data"]
+    gap = {n: ld[f"{PREFIX}|{n}"]["mean"] - ld[f"{FULL}|{n}"]["mean"] for n in ns}
+    claim("In low data, prefix tuning beats full fine-tuning; the gap shrinks with more data (Li & Liang §6.3)",
+          "+2.9 BLEU on average over 50-500 examples",
+          ", ".join(f"n={n}: {100 * gap[n]:+.1f}" for n in ns) + " points (prefix minus full)",
+          True if gap[ns[0]] > 0 and gap[ns[-1]] < gap[ns[0]] else (None if gap[ns[0]] > 0 else False),
+          "prefix ahead at the smallest n, and by less at the largest (partly: only ahead)")
+
+
 def verdicts(data: dict, s: dict) -> list[dict]:
     """One row per claim: the paper's numbers, ours, and the rule's verdict."""
     cfg, main = data["config"], s["main"]
@@ -107,14 +117,7 @@ def verdicts(data: dict, s: dict) -> list[dict]:
           "(direct vs MLP)",
           True if std[PREFIX_DIRECT] > std[PREFIX] and direct < prefix else (None if direct < prefix else False),
           "direct has the larger seed spread and the lower mean (partly: only the lower mean)")
-    ld = s["low_data"]
-    ns = cfg["low_data"]
-    gap = {n: ld[f"{PREFIX}|{n}"]["mean"] - ld[f"{FULL}|{n}"]["mean"] for n in ns}
-    claim("In low data, prefix tuning beats full fine-tuning; the gap shrinks with more data (Li & Liang §6.3)",
-          "+2.9 BLEU on average over 50-500 examples",
-          ", ".join(f"n={n}: {100 * gap[n]:+.1f}" for n in ns) + " points (prefix minus full)",
-          True if gap[ns[0]] > 0 and gap[ns[-1]] < gap[ns[0]] else (None if gap[ns[0]] > 0 else False),
-          "prefix ahead at the smallest n, and by less at the largest")
+    low_data_claim(cfg, s, claim)
     pl = s["prompt_len"]
     lens = [int(p) for p in pl]
     mid = 10 if 10 in lens else lens[len(lens) // 2]
