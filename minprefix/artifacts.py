@@ -56,6 +56,7 @@ def save_prompt(model, path, base: GPT, meta: dict | None = None):
         "shapes": {k: list(v.shape) for k, v in tensors.items()},
         "base_fingerprint": fingerprint(base),
         "base_config": asdict(base.config),
+        **({"layers": model.layers} if getattr(model, "layers", "all") != "all" else {}),
         **(meta or {}),
     }
     atomic_save(tensors, path, lambda t, p: save_file(t, str(p), metadata={"minprefix": json.dumps(info)}))
@@ -97,7 +98,8 @@ def load_prompt(path, base: GPT):
     if "prompt" not in tensors:
         raise ValueError(f"{path}: no 'prompt' tensor for method {info['method']!r}")
     try:
-        return wearer.from_rows(base, wearer.to_rows(tensors["prompt"].to(device, dtype)))
+        kwargs = {"layers": info["layers"]} if "layers" in info else {}
+        return wearer.from_rows(base, wearer.to_rows(tensors["prompt"].to(device, dtype)), **kwargs)
     except (ValueError, RuntimeError) as e:
         raise ValueError(f"{path}: {e}") from None
 

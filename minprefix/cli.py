@@ -1,4 +1,4 @@
-"""The `minprefix` command: pretrain, evaluate, generate, info, tune, search-prompt, demo, figures.
+"""The `minprefix` command: pretrain, evaluate, generate, info, tune, search-prompt, demo, compare, figures.
 
 The flags of `pretrain` and `tune` are built from the fields of PretrainConfig and TuneConfig
 (their help text, defaults and ranges live there, once).
@@ -16,6 +16,7 @@ import torch
 
 from .artifacts import fingerprint, load_prompt
 from .base import SHIPPED_DIR, PretrainConfig, load_base, pretrain, save_base
+from .compare import QUICK, CompareConfig, run_compare
 from .config import default_of, flag
 from .demo import run_demo
 from .figures import make_figures
@@ -70,10 +71,10 @@ def add_config_flags(parser, config_cls, skip=()):
             parser.add_argument(flag(f.name), type=kind, help=help, metavar=f.name.upper())
 
 
-def config_from(args, config_cls, **extra):
-    """The config a command's flags ask for: given flags override the defaults, then it validates."""
+def config_from(args, config_cls, **defaults):
+    """The config a command's flags ask for: given flags override `defaults`, which override the class's."""
     given = {f.name: getattr(args, f.name) for f in fields(config_cls) if getattr(args, f.name, None) is not None}
-    return config_cls(**given, **extra)
+    return config_cls(**{**defaults, **given})
 
 
 def _base(args):
@@ -178,6 +179,18 @@ def cmd_demo(args):
     run_demo(_base(args), pick_device(args.device), args.figure, steps=args.steps)
 
 
+def cmd_compare(args):
+    base, tok = _base(args)
+    cfg = config_from(args, CompareConfig, **(QUICK if args.quick else {}))
+    out = args.out or ("runs/compare-quick" if args.quick else "figures")
+    runs = args.run_dir or ("runs/compare-quick" if args.quick else "runs/compare")
+    data = run_compare(base, tok, cfg, out, runs, pick_device(args.device))
+    for c in data["claims"]:
+        print(f"{c['verdict']:>13}: {c['claim']}\n               {c['here']}")
+    print(f"\n{data['seconds'] / 60:.1f} min; wrote {out}/compare.md, compare.json, compare_tasks.png, "
+          f"compare_studies.png (finished runs are kept in {runs}: rerun to resume)")
+
+
 def cmd_figures(args):
     base_and_tok = _base(args)
     for path in make_figures(args.out, base_and_tok[0].config):
@@ -245,6 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     c = command("demo", cmd_demo, "hard prompts, soft prompt, prefix and full fine-tuning, side by side")
     c.add_argument("--steps", type=at_least(1), default=300, help="tuning steps per method (default: 300)")
     c.add_argument("--figure", default="figures/demo.png", help="where the figure goes")
+
+    c = command("compare", cmd_compare, "the papers' claims, measured: every method, low data, prefix length, "
+                "depth, init, a new skill, ensembles (resumable)")
+    add_config_flags(c, CompareConfig)
+    c.add_argument("--quick", action="store_true", help="a small grid, a few minutes on 2 cores (numbers mean little)")
+    c.add_argument("--out", help="tables and figures go here (default: figures, or runs/compare-quick with --quick)")
+    c.add_argument("--run-dir", help="finished runs are kept here (default: runs/compare or runs/compare-quick)")
 
     c = command("figures", cmd_figures, "draw every figure of the README and the lessons (fixed seeds)")
     c.add_argument("--out", default="figures", help="the folder (default: figures)")

@@ -3,6 +3,7 @@
 - blocks.png: a regular transformer block beside the two prefix-augmented blocks
 - share_by_width.png: what each method trains, as a share of the model, across model widths
 - demo.png: dev exact match during training (`minprefix demo`, which trains)
+- compare_tasks.png, compare_studies.png: the papers' claims measured (`minprefix compare`, which trains)
 """
 
 from pathlib import Path
@@ -134,3 +135,55 @@ def make_figures(out_dir="figures", base_config: GPTConfig | None = None) -> lis
         close(draw(out / name))
         written.append(out / name)
     return written
+
+
+def plot_compare_tasks(grid: list[list[float]], rows: list[str], cols: list[str], path=None):
+    """`minprefix compare`: mean test exact match of every method (rows) on every task (columns), as a heatmap."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(1.2 * len(cols) + 4, 0.45 * len(rows) + 1.5))
+    values = [[100 * v for v in r] for r in grid]
+    ax.imshow(values, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    for i, r in enumerate(values):
+        for j, v in enumerate(r):
+            if v == v:  # not NaN: this method ran on this task
+                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=8, color="white" if v < 60 else "black")
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_title("test exact match (%), mean over seeds")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_compare_studies(cfg: dict, s: dict, path=None):
+    """`minprefix compare`: low data, prefix length, depth and initialization, each with its spread over seeds."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
+
+    def line(ax, xs, stats, label):
+        ax.errorbar(xs, [100 * st["mean"] for st in stats], yerr=[100 * st["std"] for st in stats], marker="o",
+                    capsize=3, label=label)
+
+    prefix, full = "key/value prefix + MLP", "full fine-tuning"
+    for name in (prefix, full):
+        line(axes[0], cfg["low_data"], [s["low_data"][f"{name}|{n}"] for n in cfg["low_data"]], name)
+    axes[0].set(xscale="log", xlabel="training examples", title=f"low data ({cfg['study_task']})")
+    axes[0].legend(fontsize=8)
+    lens = [int(p) for p in s["prompt_len"]]
+    line(axes[1], lens, [s["prompt_len"][str(p)] for p in lens], prefix)
+    axes[1].set(xscale="log", xlabel="prefix length P", title=f"prefix length ({cfg['study_task']})")
+    depth = ["bottom", "top", "all"]
+    axes[2].bar(depth, [100 * s["depth"][k]["mean"] for k in depth], yerr=[100 * s["depth"][k]["std"] for k in depth],
+                capsize=3, color="#7aa6c2")
+    axes[2].set(xlabel="layers wearing the prefix", title=f"depth ({cfg['study_task']})")
+    inits = ["random", "vocab", "text"]
+    for k, m in enumerate(("soft", "prefix-direct")):
+        axes[3].bar([i + 0.4 * k for i in range(3)], [100 * s["init"][f"{m}|{i}"]["mean"] for i in inits], 0.4,
+                    yerr=[100 * s["init"][f"{m}|{i}"]["std"] for i in inits], capsize=3, label=m)
+    axes[3].set_xticks([i + 0.2 for i in range(3)], inits)
+    axes[3].set(xlabel="initialization", title=f"init, {cfg['init_n_train']} examples ({cfg['init_task']})")
+    axes[3].legend(fontsize=8)
+    for ax in axes:
+        ax.set(ylabel="test exact match (%)", ylim=(-3, 103))
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)

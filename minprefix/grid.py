@@ -1,60 +1,122 @@
 """A grid of tuning runs: many TuneConfigs, each run once, results kept so that nothing is computed twice.
 
-Lessons 5 and 6 run small grids with it (seeds x learning rates, methods x tasks); a results file
-makes a grid resumable: every finished cell is written at once (atomically), and a rerun skips it.
+Lessons 5 and 6 run small grids with it (seeds x learning rates, methods x tasks), and so does
+`minprefix compare`. A results file makes a grid resumable: every finished cell is written at
+once (atomically), and a rerun skips it. Cells can run in several processes at once.
 """
 
+import hashlib
 import json
+import multiprocessing
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
-from .artifacts import atomic_save
+from .artifacts import atomic_save, save_prompt
 from .params import count_stored, count_trainable
 from .train import TuneConfig, score, tune
 from .world import examples
+
+
+class ResultStore:
+    """A JSON file of finished results keyed by text; `put` rewrites it atomically. path=None: in memory."""
+
+    def __init__(self, path=None):
+        self.path = Path(path) if path is not None else None
+        self.data = {}
+        if self.path is not None and self.path.exists():
+            try:
+                self.data = json.loads(self.path.read_text())
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{self.path} is not a results file ({e}): delete it to start over") from None
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.data
+
+    def __getitem__(self, key: str):
+        return self.data[key]
+
+    def put(self, key: str, value):
+        self.data[key] = value
+        if self.path is not None:
+            atomic_save(json.dumps(self.data, indent=1), self.path, saver=lambda s, p: Path(p).write_text(s))
 
 
 def cell_key(cfg: TuneConfig) -> str:
     return json.dumps(asdict(cfg), sort_keys=True)
 
 
+def artifact_name(cfg: TuneConfig) -> str:
+    """The file name of a cell's artifact: a short hash of its config."""
+    return hashlib.sha256(cell_key(cfg).encode()).hexdigest()[:16] + ".safetensors"
+
+
+def run_cell(base, tok, cfg: TuneConfig, device="cpu", n_test: int = 200, artifacts=None) -> dict:
+    """One tuning run, scored: the result `run_grid` keeps (artifacts: a folder for its prompt, or None)."""
+    t0 = time.time()
+    try:
+        model, history = tune(base, tok, cfg, device=device, progress=False)
+    except FloatingPointError as e:  # a diverged run is a result too: it counts as 0, and says why
+        return {"config": asdict(cfg), "history": [], "seconds": time.time() - t0,
+                "dev": 0.0, "test": 0.0, "diverged": str(e)}
+    if artifacts is not None and cfg.method != "full":  # full fine-tuning would store a whole base
+        save_prompt(model, Path(artifacts) / artifact_name(cfg), base, {"task": cfg.task})
+    test = score(model, tok, examples(cfg.task, "test", n_test))
+    return {
+        "config": asdict(cfg), "history": history, "seconds": time.time() - t0, "diverged": None,
+        "dev": max(h["dev_exact_match"] for h in history), "n_dev": len(examples(cfg.task, "dev", cfg.n_dev)),
+        "test": test["exact_match"], "n_test": test["n"],
+        "trainable": count_trainable(model), "stored": count_stored(model),
+    }
+
+
+_WORKER = {}  # each worker process's copy of the base and tokenizer
+
+
+def _start_worker(base, tok, threads):
+    torch.set_num_threads(threads)
+    _WORKER.update(base=base, tok=tok)
+
+
+def _worker_cell(cfg, device, n_test, artifacts):
+    return run_cell(_WORKER["base"], _WORKER["tok"], cfg, device, n_test, artifacts)
+
+
 def run_grid(base, tok, configs: list[TuneConfig], path=None, device="cpu", progress=True,
-             n_test: int = 200) -> list[dict]:
+             n_test: int = 200, workers: int = 1, artifacts=None) -> list[dict]:
     """Tune every config; returns one result per config, in order.
 
     A result holds the config, the dev history, the best dev exact match and the test exact match
     of the best dev weights (on up to n_test examples), trainable and stored counts, and seconds.
     A run whose loss became NaN or infinite scores 0, with the reason under "diverged".
     path: a JSON file of finished cells, read first and rewritten after every cell.
+    workers > 1: that many processes on the CPU, each with its share of torch's threads.
+    artifacts: a folder that receives each prompt's artifact, named by `artifact_name`.
     """
-    path = Path(path) if path is not None else None
-    done = json.loads(path.read_text()) if path is not None and path.exists() else {}
-    todo = [cfg for cfg in configs if cell_key(cfg) not in done]
-    bar = tqdm(total=len(configs), initial=len(configs) - len(todo), desc="grid", disable=not progress)
-    for cfg in todo:
-        t0 = time.time()
-        try:
-            model, history = tune(base, tok, cfg, device=device, progress=False)
-        except FloatingPointError as e:  # a diverged run is a result too: it counts as 0, and says why
-            done[cell_key(cfg)] = {"config": asdict(cfg), "history": [], "seconds": time.time() - t0,
-                                   "dev": 0.0, "test": 0.0, "diverged": str(e)}
-        else:
-            test = score(model, tok, examples(cfg.task, "test", n_test))
-            done[cell_key(cfg)] = {
-                "config": asdict(cfg), "history": history, "seconds": time.time() - t0, "diverged": None,
-                "dev": max(h["dev_exact_match"] for h in history), "n_dev": len(examples(cfg.task, "dev", cfg.n_dev)),
-                "test": test["exact_match"], "n_test": test["n"],
-                "trainable": count_trainable(model), "stored": count_stored(model),
-            }
-        if path is not None:
-            atomic_save(json.dumps(done, indent=1), path, saver=lambda s, p: Path(p).write_text(s))
-        bar.update(1)
+    store = ResultStore(path)
+    todo = list({cell_key(cfg): cfg for cfg in configs if cell_key(cfg) not in store}.values())
+    if artifacts is not None:
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=len(todo), desc="grid", disable=not progress or not todo)
+    if workers > 1 and len(todo) > 1:
+        threads = max(1, torch.get_num_threads() // workers)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_start_worker, initargs=(base.cpu(), tok, threads)) as pool:
+            jobs = {pool.submit(_worker_cell, cfg, device, n_test, artifacts): cfg for cfg in todo}
+            for job in as_completed(jobs):
+                store.put(cell_key(jobs[job]), job.result())
+                bar.update(1)
+    else:
+        for cfg in todo:
+            store.put(cell_key(cfg), run_cell(base, tok, cfg, device, n_test, artifacts))
+            bar.update(1)
     bar.close()
-    return [done[cell_key(cfg)] for cfg in configs]
+    return [store[cell_key(cfg)] for cfg in configs]
 
 
 def summarize(results: list[dict], by: tuple[str, ...], value: str = "dev") -> list[dict]:

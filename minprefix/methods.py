@@ -42,16 +42,24 @@ class Method:
         """Numbers in the saved artifact: the rows alone (merged), or every weight."""
         return base_params(config) if self.model is None else P * self.model.width(config)
 
+    @property
+    def is_prefix(self) -> bool:
+        """Rows at every block (key/value or block-input), so `layers` can confine them."""
+        return self.model in (PrefixGPT, BlockInputPrefixGPT)
+
     def build(self, base: GPT, prompt_len: int, reparam_dim: int | None = None, hidden: int | None = None,
-              init: str | None = None, init_ids: list[int] | None = None, seed: int = 0):
+              init: str | None = None, init_ids: list[int] | None = None, seed: int = 0, layers: str = "all"):
         """The model to train: the frozen base wearing this method (full: a trainable copy of the base)."""
+        if layers != "all" and not self.is_prefix:
+            raise ValueError(f"layers {layers!r}: only a prefix method has rows at every block, not {self.name}")
         if self.model is None:
             model = copy.deepcopy(base)
             for p in model.parameters():
                 p.requires_grad_(True)
             return model
         k = (reparam_dim or base.config.d_model) if self.mlp else None
-        return self.model(base, prompt_len, k, hidden or MLP_HIDDEN, init, init_ids, seed)
+        extra = {"layers": layers} if self.is_prefix else {}
+        return self.model(base, prompt_len, k, hidden or MLP_HIDDEN, init, init_ids, seed, **extra)
 
 
 METHODS = {m.name: m for m in (

@@ -45,8 +45,8 @@ class KVCache:
 
     @property
     def length(self) -> int:
-        first = self.layers[0]
-        return 0 if first is None else first[0].size(2)
+        """Positions used so far: the longest layer (a layer without a prefix holds P rows fewer)."""
+        return max((kv[0].size(2) for kv in self.layers if kv is not None), default=0)
 
 
 def attention_mask(n_query: int, n_key: int, device=None) -> torch.Tensor:

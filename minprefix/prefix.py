@@ -64,9 +64,20 @@ class _PrefixGPT(PromptedGPT):
 
     block_type = None  # PrefixBlock or BlockInputPrefixBlock
 
-    def __init__(self, base: GPT, prefix_len: int, *args, **kwargs):
+    def __init__(self, base: GPT, prefix_len: int, *args, layers: str = "all", **kwargs):
+        """layers: "all", or "bottom" / "top" (the first / second half) to wear the prefix at those only.
+
+        The rows keep every layer's slot (one layout, one artifact format); a layer without the
+        prefix runs its plain block, so its rows get no gradient and do nothing (P-tuning v2's
+        depth ablation).
+        """
         super().__init__(base, prefix_len, *args, **kwargs)
-        self.prefix_blocks = [self.block_type(b) for b in self.base.blocks]
+        L = base.config.n_layer
+        spans = {"all": range(L), "bottom": range(L // 2), "top": range(L // 2, L)}
+        if layers not in spans or not spans[layers]:
+            raise ValueError(f"layers {layers!r}: choose all, bottom or top (a half needs at least 2 layers)")
+        self.layers, self.wearing = layers, set(spans[layers])
+        self.prefix_blocks = [self.block_type(b) if i in self.wearing else b for i, b in enumerate(self.base.blocks)]
 
     def forward(self, idx, targets=None, cache: KVCache | None = None, prompt=None):
         """idx (B, T) -> logits (B, T, vocab), and the loss.
@@ -81,11 +92,15 @@ class _PrefixGPT(PromptedGPT):
         x = self.base.embed(self.base.wte(idx), start)  # tokens take positions P, P+1, ...
         for i, block in enumerate(self.prefix_blocks):
             past = None if cache is None or cache.length == 0 else cache.layers[i]
-            x, kv = run_block(self.base, block, x, prompt[:, i], past)
+            extra = (prompt[:, i],) if i in self.wearing else ()  # a plain block takes no prefix
+            x, kv = run_block(self.base, block, x, *extra, past)
             if cache is not None:
                 cache.layers[i] = kv
         logits = self.base.head(x)
         return logits, lm_loss(logits, targets)
+
+    def merge(self):
+        return self.from_rows(self.base, self.rows().detach(), layers=self.layers)
 
 
 class PrefixGPT(_PrefixGPT):

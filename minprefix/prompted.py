@@ -108,12 +108,12 @@ class PromptedGPT(nn.Module, Generator):
         return rows
 
     @classmethod
-    def from_rows(cls, base: GPT, rows: torch.Tensor):
-        """A direct prefix holding the given (P, width) rows."""
+    def from_rows(cls, base: GPT, rows: torch.Tensor, **kwargs):
+        """A direct prefix holding the given (P, width) rows (kwargs: the subclass's own, e.g. layers)."""
         width = cls.width(base.config)
         if rows.dim() != 2 or rows.size(1) != width:
             raise ValueError(f"{cls.__name__} rows must be (P, {width}), got {tuple(rows.shape)}")
-        model = cls(base, rows.size(0), init="zero")
+        model = cls(base, rows.size(0), init="zero", **kwargs)
         model.rows = DirectPrefix(rows.to(model.rows.rows))
         return model
 

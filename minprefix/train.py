@@ -217,6 +217,8 @@ class TuneConfig(LoopConfig):
     eval_every: int = arg(50, "steps between dev evaluations (the best is kept)", low=1)
     n_train: int = arg(2000, "training examples (at most: a lexicon split may be smaller)", low=1, high=100_000)
     n_dev: int = arg(200, "dev examples (at most, likewise)", low=1, high=10_000)
+    prefix_layers: str = arg("all", "the layers that wear a prefix: all, bottom or top half (prefix methods only)",
+                             choices=("all", "bottom", "top"))
     grad_checkpointing: bool = arg(False, "recompute blocks in backward instead of storing them (saves memory)")
 
     def __post_init__(self):
@@ -234,6 +236,9 @@ class TuneConfig(LoopConfig):
         if self.init is not None and self.init not in m.inits:
             allowed = ", ".join(m.inits) or "none (every weight starts from the base)"
             raise ValueError(f"--init {self.init} is not available for {self.method}; its inits: {allowed}")
+        if self.prefix_layers != "all" and not m.is_prefix:
+            raise ValueError(f"--prefix-layers {self.prefix_layers}: {self.method} has no rows at every block; "
+                             "use a prefix method")
         if self.init == "text" and not self.init_text:
             raise ValueError("--init text needs --init-text with a non-empty text")
 
@@ -248,7 +253,8 @@ def build_method(base: GPT, tok: Tokenizer, cfg: TuneConfig):
         raise ValueError(f"--prompt-len {cfg.prompt_len} leaves no room in the base's context "
                          f"of {base.config.block_size} positions")
     ids = tok.encode(cfg.init_text) if cfg.init_text is not None else None
-    return METHODS[cfg.method].build(base, cfg.prompt_len, cfg.reparam_dim, cfg.hidden, cfg.init, ids, cfg.seed)
+    return METHODS[cfg.method].build(base, cfg.prompt_len, cfg.reparam_dim, cfg.hidden, cfg.init, ids, cfg.seed,
+                                     cfg.prefix_layers)
 
 
 def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu", progress=True,
