@@ -1,10 +1,12 @@
-"""The `minprefix` command: pretrain, evaluate, generate, info, tune, search-prompt, demo, compare, figures.
+"""The `minprefix` command: pretrain, evaluate, generate, info, tune, search-prompt, demo, compare, bench,
+figures.
 
 The flags of `pretrain` and `tune` are built from the fields of PretrainConfig and TuneConfig
 (their help text, defaults and ranges live there, once).
 """
 
 import argparse
+import json
 import os
 import sys
 import warnings
@@ -14,9 +16,12 @@ from typing import get_args
 
 import torch
 
+from . import distributed
 from .artifacts import fingerprint, load_prompt
 from .base import SHIPPED_DIR, PretrainConfig, load_base, pretrain, save_base
+from .bench import BenchConfig, print_table, run_bench
 from .compare import QUICK, CompareConfig, run_compare
+from .compare_report import draw_figures
 from .config import default_of, flag
 from .demo import run_demo
 from .figures import make_figures
@@ -86,9 +91,10 @@ def _base(args):
 
 def cmd_pretrain(args):
     cfg = config_from(args, PretrainConfig)
-    model = pretrain(cfg, args.run_dir, pick_device(args.device))
-    save_base(model.cpu(), args.out, {"pretrain": {"steps": cfg.steps, "seed": cfg.seed}})
-    print(f"saved the base to {args.out}")
+    model = pretrain(cfg, args.run_dir, distributed.setup(pick_device(args.device)))
+    if distributed.is_main():
+        save_base(model.cpu(), args.out, {"pretrain": {"steps": cfg.steps, "seed": cfg.seed}})
+        print(f"saved the base to {args.out}")
 
 
 def cmd_evaluate(args):
@@ -148,7 +154,10 @@ def cmd_tune(args):
     base, tok = _base(args)
     cfg = config_from(args, TuneConfig)
     run_dir = args.run_dir or f"runs/{cfg.method}-{cfg.task}"
-    model, history = tune(base, tok, cfg, run_dir, pick_device(args.device), init_from=args.init_from)
+    device = distributed.setup(pick_device(args.device))
+    model, history = tune(base, tok, cfg, run_dir, device, init_from=args.init_from)
+    if not distributed.is_main():
+        return
     best = max(history, key=lambda h: h["dev_exact_match"])
     test = score(model, tok, examples(cfg.task, "test", 200))
     print(f"{cfg.method} on {cfg.task}: best dev exact match {100 * best['dev_exact_match']:.1f} % "
@@ -191,10 +200,25 @@ def cmd_compare(args):
           f"compare_studies.png (finished runs are kept in {runs}: rerun to resume)")
 
 
+def cmd_bench(args):
+    cfg = config_from(args, BenchConfig)
+    quiet = args.json
+    result = run_bench(cfg, pick_device(args.device), peft_too=not args.no_peft,
+                       progress=(lambda s: print(s, file=sys.stderr)) if quiet else print)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print_table(result)
+
+
 def cmd_figures(args):
     base_and_tok = _base(args)
     for path in make_figures(args.out, base_and_tok[0].config):
         print(f"wrote {path}")
+    measured = Path(args.out) / "compare.json"
+    if measured.exists():  # redrawn from the committed results of `minprefix compare`, without training
+        for path in draw_figures(json.loads(measured.read_text()), Path(args.out)):
+            print(f"wrote {path} (from {measured})")
     if not args.skip_training:
         run_demo(base_and_tok, pick_device(args.device), Path(args.out) / "demo.png")
 
@@ -265,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quick", action="store_true", help="a small grid, a few minutes on 2 cores (numbers mean little)")
     c.add_argument("--out", help="tables and figures go here (default: figures, or runs/compare-quick with --quick)")
     c.add_argument("--run-dir", help="finished runs are kept here (default: runs/compare or runs/compare-quick)")
+
+    c = command("bench", cmd_bench, "speed and memory of tuning against full fine-tuning and PEFT, as ratios",
+                base=False)
+    add_config_flags(c, BenchConfig)
+    c.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    c.add_argument("--no-peft", action="store_true", help="skip the rows against transformers + PEFT")
 
     c = command("figures", cmd_figures, "draw every figure of the README and the lessons (fixed seeds)")
     c.add_argument("--out", default="figures", help="the folder (default: figures)")

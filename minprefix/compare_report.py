@@ -236,10 +236,18 @@ def write_report(data: dict, out_dir: Path) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_save(json.dumps(data, indent=1), out_dir / "compare.json", saver=lambda t, p: Path(p).write_text(t))
     (out_dir / "compare.md").write_text(markdown(data, s, claims))
+    draw_figures(data, out_dir)
+    return data
+
+
+def draw_figures(data: dict, out_dir: Path) -> list[Path]:
+    """compare_tasks.png and compare_studies.png from a compare.json's data (no training)."""
+    s = data["summary"]
     rows = list(UNTRAINED) + list(VARIANTS)
     cols = list(data["config"]["tasks"]) + list(NEW_SKILL_TASKS)
     grid = [[(s["shift"][r]["mean"] if c in NEW_SKILL_TASKS and r in s["shift"] else
               s["main"].get(f"{r}|{c}", {}).get("test", {}).get("mean", float("nan"))) for c in cols] for r in rows]
-    close(plot_compare_tasks(grid, rows, cols, out_dir / "compare_tasks.png"))
-    close(plot_compare_studies(data["config"], s, out_dir / "compare_studies.png"))
-    return data
+    paths = [out_dir / "compare_tasks.png", out_dir / "compare_studies.png"]
+    close(plot_compare_tasks(grid, rows, cols, paths[0]))
+    close(plot_compare_studies(data["config"], s, paths[1]))
+    return paths

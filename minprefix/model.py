@@ -86,6 +86,8 @@ class CausalSelfAttention(nn.Module):
         dropout = self.dropout if self.training else 0.0
         if k.size(2) == T:  # no earlier rows: the plain causal triangle
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        elif T == 1:  # one new token (generation): it sees every key, no mask needed
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
         else:
             mask = attention_mask(T, k.size(2), device=x.device)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
@@ -141,6 +143,18 @@ class Generator:
         """How many context positions the model itself uses before the tokens (0 for the base)."""
         return 0
 
+    @staticmethod
+    def pick(logits, temperature=1.0, top_k=None):
+        """The next ids (B, 1) from last-position logits (B, vocab): greedy for top_k=1, else sampled."""
+        if top_k == 1:  # greedy: the argmax, nothing to sample
+            return logits.argmax(dim=-1, keepdim=True)
+        logits = logits.double()  # float64, so that a tiny temperature cannot underflow
+        logits = (logits - logits.max(-1, keepdim=True).values) / temperature  # max at 0: no overflow either
+        if top_k is not None:
+            kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+            logits = logits.masked_fill(logits < kth, -float("inf"))
+        return torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
+
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, stop_id=None, **kw):
         """Extend idx (B, T) by max_new_tokens tokens, using a KV cache.
@@ -157,20 +171,12 @@ class Generator:
         logits, _ = self(idx, cache=cache, **kw)
         done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
         for step in range(max_new_tokens):
-            logits = logits[:, -1, :].double()  # (B, vocab), in float64 so that a tiny temperature cannot underflow
-            logits = (logits - logits.max(-1, keepdim=True).values) / temperature  # max at 0: no overflow either
-            if top_k is not None:
-                kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
-                logits = logits.masked_fill(logits < kth, -float("inf"))
-            if top_k == 1:  # greedy: argmax, no sampling noise
-                next_id = logits.argmax(dim=-1, keepdim=True)
-            else:
-                next_id = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
+            next_id = self.pick(logits[:, -1, :], temperature, top_k)  # (B, 1)
             if stop_id is not None:
                 next_id = next_id.masked_fill(done[:, None], stop_id)
                 done |= next_id[:, 0] == stop_id
             idx = torch.cat([idx, next_id], dim=1)
-            if done.all() or step == max_new_tokens - 1:
+            if step == max_new_tokens - 1 or stop_id is not None and done.all():
                 break
             logits, _ = self(next_id, cache=cache, **kw)
         return idx

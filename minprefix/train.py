@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .artifacts import atomic_save, load_into, save_prompt
 from .config import arg, validate
 from .methods import METHODS
@@ -144,7 +145,7 @@ class Checkpoint:
         return ckpt["step"]
 
     def save(self, model, opt, step: int, state: dict):
-        if self.path is not None:
+        if self.path is not None and distributed.is_main():  # every rank holds the same weights
             atomic_save({"trainable": trainable_state(model), "optimizer": opt.state_dict(), "step": step,
                          "config": self.config, "state": state}, self.path)
 
@@ -161,6 +162,8 @@ def optimize(model, cfg: LoopConfig, peak_lr: float, next_batch, every: int, run
     """
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, peak_lr, cfg.weight_decay)
+    ddp = distributed.world() > 1  # under torchrun: each rank trains on its shard, DDP averages the gradients
+    train_model = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
     state = {} if state is None else state
     checkpoint = Checkpoint(run_dir, cfg)
     step = checkpoint.resume(model, opt, state, device)
@@ -169,20 +172,26 @@ def optimize(model, cfg: LoopConfig, peak_lr: float, next_batch, every: int, run
     if step == 0:  # the untrained model: where every curve starts
         shown = evaluate(0, None) or {}
     model.train()
-    bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=not progress)
+    bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=not progress or not distributed.is_main())
     t0, tokens = time.time(), 0
     try:
         while step < cfg.steps:
             idx, targets = next_batch(random.Random(cfg.seed * 1_000_003 + step))  # this step's batch
+            if ddp:
+                idx, targets = distributed.shard(idx, targets)  # this rank's rows of it
             for group in opt.param_groups:  # warmup, then cosine decay
                 group["lr"] = cfg.lr_at(step, peak_lr)
             with autocast(device, cfg.bf16):
-                _, loss = model(idx, targets)
+                _, loss = train_model(idx, targets)
+            if ddp:  # the loss of the whole batch, whatever the shards' sizes
+                loss_to_backward, loss = distributed.global_loss(loss, targets)
+            else:
+                loss_to_backward = loss
             if not torch.isfinite(loss):  # stop before a NaN reaches the weights
                 raise FloatingPointError(f"loss became {loss.item()} at step {step} (peak lr {peak_lr:g}); "
                                          "stopped with the last checkpoint kept: try a lower --lr")
             opt.zero_grad(set_to_none=True)
-            loss.backward()  # gradients reach only the trainable parameters
+            loss_to_backward.backward()  # gradients reach only the trainable parameters
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
             step, tokens = step + 1, tokens + idx.numel()
@@ -281,7 +290,7 @@ def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu",
         best = state["best"]
         if best is None or (dev["exact_match"], -dev["loss"]) > (best["dev"]["exact_match"], -best["dev"]["loss"]):
             state["best"] = {"step": step, "dev": dev, "weights": trainable_state(model)}
-            if run_dir is not None:
+            if run_dir is not None and distributed.is_main():
                 save_prompt(model, run_dir / "best.safetensors", base, {"task": cfg.task, "dev": dev, "step": step})
         return {"dev_em": f"{state['best']['dev']['exact_match']:.2f}"}
 
