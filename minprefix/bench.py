@@ -107,6 +107,44 @@ def step_memory(model, batch, opt, step, device) -> int:
     return nbytes(unique) + nbytes(grads) + nbytes(state) + sum(saved.values())
 
 
+OP_KINDS = {  # profiler op name -> what it is, for `profile_steps`
+    "aten::mm": "matrix products", "aten::addmm": "matrix products", "aten::bmm": "matrix products",
+    "aten::_scaled_dot_product_flash_attention_for_cpu": "attention", "aten::gelu": "GELU",
+    "aten::_scaled_dot_product_flash_attention_for_cpu_backward": "attention", "aten::gelu_backward": "GELU",
+    "aten::native_layer_norm": "LayerNorm", "aten::native_layer_norm_backward": "LayerNorm",
+}
+
+
+def profile_steps(steps: dict, repeats: int) -> dict[str, dict[str, float]]:
+    """Milliseconds per step spent in each kind of op (CPU time of torch.profiler), by method."""
+    from torch.profiler import ProfilerActivity, profile
+
+    out = {}
+    for name, step in steps.items():
+        step()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(repeats):
+                step()
+        kinds = {}
+        for e in prof.key_averages():
+            kind = OP_KINDS.get(e.key, "everything else")
+            kinds[kind] = kinds.get(kind, 0.0) + e.self_cpu_time_total / 1000 / repeats
+        out[name] = kinds
+    return out
+
+
+def print_profile(p: dict):
+    kinds = ["matrix products", "attention", "GELU", "LayerNorm", "everything else"]
+    names = list(p)
+    ratios = " | ".join(f"{n} / full" for n in names[1:])
+    print(f"\n| ms per step (profiler, CPU time) | {' | '.join(names)} | {ratios} |")
+    print("| --- |" + " ---: |" * (2 * len(names) - 1))
+    for kind in kinds + ["total"]:
+        v = {n: sum(p[n].values()) if kind == "total" else p[n].get(kind, 0.0) for n in names}
+        print(f"| {kind} | " + " | ".join(f"{v[n]:.0f}" for n in names) + " | "
+              + " | ".join(f"{v[n] / v['full']:.2f}" if v["full"] else "-" for n in names[1:]) + " |")
+
+
 def greedy_no_cache(model, idx, n):
     """Greedy decoding by a whole forward pass per new token: what the KV cache saves."""
     for _ in range(n):
@@ -127,7 +165,7 @@ def tokens_per_second(fn, n_tokens, repeats, device) -> tuple[float, torch.Tenso
     return n_tokens / statistics.median(times), out
 
 
-def run_bench(cfg: BenchConfig, device="cpu", peft_too=True, progress=print) -> dict:
+def run_bench(cfg: BenchConfig, device="cpu", peft_too=True, progress=print, profile=False) -> dict:
     """Every ratio of the benchmark in one dict (see the module docstring); PEFT rows need transformers and peft."""
     torch.manual_seed(0)
     base = GPT(cfg.gpt_config()).to(device).freeze()
@@ -139,6 +177,9 @@ def run_bench(cfg: BenchConfig, device="cpu", peft_too=True, progress=print) -> 
              f"{cfg.seq_len}, P={cfg.prompt_len}, on {device}")
     t = interleaved({name: s[0] for name, s in steps.items()}, cfg.repeats, cfg.warmup, device)
     mem = {name: step_memory(models[name], batch, s[1], s[0], device) for name, s in steps.items()}
+    if profile:
+        progress("profiling the same steps")
+        result_profile = profile_steps({name: s[0] for name, s in steps.items()}, max(1, cfg.repeats // 3))
     result = {
         "device": str(device), "config": cfg.__dict__, "seconds_per_step": t,
         "prefix_over_full_step": t["prefix"] / t["full"], "soft_over_full_step": t["soft"] / t["full"],
@@ -151,6 +192,8 @@ def run_bench(cfg: BenchConfig, device="cpu", peft_too=True, progress=print) -> 
                                     max(1, cfg.repeats // 3), device)
     uncached, out2 = tokens_per_second(lambda: greedy_no_cache(prefix, prompt, cfg.gen_new), cfg.gen_new,
                                        max(1, cfg.repeats // 3), device)
+    if profile:
+        result["profile_ms_per_step"] = result_profile
     result.update(generate_tokens_per_s=cached, generate_cache_speedup=cached / uncached,
                   generate_cache_same_tokens=bool(torch.equal(out, out2)))
     if peft_too:

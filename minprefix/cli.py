@@ -19,7 +19,7 @@ import torch
 from . import distributed
 from .artifacts import fingerprint, load_prompt
 from .base import SHIPPED_DIR, PretrainConfig, load_base, pretrain, save_base
-from .bench import BenchConfig, print_table, run_bench
+from .bench import BenchConfig, print_profile, print_table, run_bench
 from .compare import QUICK, CompareConfig, run_compare
 from .compare_report import draw_figures
 from .config import default_of, flag
@@ -204,11 +204,13 @@ def cmd_bench(args):
     cfg = config_from(args, BenchConfig)
     quiet = args.json
     result = run_bench(cfg, pick_device(args.device), peft_too=not args.no_peft,
-                       progress=(lambda s: print(s, file=sys.stderr)) if quiet else print)
+                       progress=(lambda s: print(s, file=sys.stderr)) if quiet else print, profile=args.profile)
     if args.json:
         print(json.dumps(result, indent=1))
     else:
         print_table(result)
+        if args.profile:
+            print_profile(result["profile_ms_per_step"])
 
 
 def cmd_figures(args):
@@ -295,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(c, BenchConfig)
     c.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     c.add_argument("--no-peft", action="store_true", help="skip the rows against transformers + PEFT")
+    c.add_argument("--profile", action="store_true", help="also where a step's time goes, by kind of op")
 
     c = command("figures", cmd_figures, "draw every figure of the README and the lessons (fixed seeds)")
     c.add_argument("--out", default="figures", help="the folder (default: figures)")

@@ -149,7 +149,7 @@ def plot_compare_tasks(grid: list[list[float]], rows: list[str], cols: list[str]
                 ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=8, color="white" if v < 60 else "black")
     ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
     ax.set_yticks(range(len(rows)), rows)
-    ax.set_title("test exact match (%), mean over seeds")
+    ax.set_title("test exact match (%), mean over seeds (blank: not run)")
     fig.tight_layout()
     return _save(fig, path)
 
@@ -167,10 +167,12 @@ def plot_compare_studies(cfg: dict, s: dict, path=None):
     for name in (prefix, full):
         line(axes[0], cfg["low_data"], [s["low_data"][f"{name}|{n}"] for n in cfg["low_data"]], name)
     axes[0].set(xscale="log", xlabel="training examples", title=f"low data ({cfg['study_task']})")
+    axes[0].set_xticks(cfg["low_data"], [str(n) for n in cfg["low_data"]], minor=False)
     axes[0].legend(fontsize=8)
     lens = [int(p) for p in s["prompt_len"]]
     line(axes[1], lens, [s["prompt_len"][str(p)] for p in lens], prefix)
     axes[1].set(xscale="log", xlabel="prefix length P", title=f"prefix length ({cfg['study_task']})")
+    axes[1].set_xticks(lens, [str(p) for p in lens], minor=False)
     depth = ["bottom", "top", "all"]
     axes[2].bar(depth, [100 * s["depth"][k]["mean"] for k in depth], yerr=[100 * s["depth"][k]["std"] for k in depth],
                 capsize=3, color="#7aa6c2")
@@ -183,6 +185,7 @@ def plot_compare_studies(cfg: dict, s: dict, path=None):
     axes[3].set(xlabel="initialization", title=f"init, {cfg['init_n_train']} examples ({cfg['init_task']})")
     axes[3].legend(fontsize=8)
     for ax in axes:
+        ax.minorticks_off()
         ax.set(ylabel="test exact match (%)", ylim=(-3, 103))
         ax.grid(alpha=0.3)
     fig.tight_layout()
