@@ -193,6 +193,9 @@ def run_compare(base, tok, cfg: CompareConfig, out_dir="figures", runs_dir="runs
     """Run (or resume) every study; write compare.json, compare.md and the figures to out_dir."""
     from .compare_report import write_report
 
+    if base.config.n_layer < 2:
+        raise ValueError(f"the depth study puts a prefix on half of the layers: it needs a base of at least 2 layers, "
+                         f"not {base.config.n_layer}")
     t0 = time.time()
     runs = Path(runs_dir)
     store, results = ResultStore(runs / "untrained.json"), runs / "results.json"

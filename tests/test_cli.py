@@ -16,9 +16,13 @@ from tqdm.auto import tqdm
 
 import minprefix.base
 import minprefix.cli
+import minprefix.compare
+import minprefix.grid
 import minprefix.train
 from minprefix.base import PretrainConfig, save_base
+from minprefix.bench import BenchConfig
 from minprefix.cli import build_parser, main
+from minprefix.compare import CompareConfig
 from minprefix.config import flag
 from minprefix.model import GPT, GPTConfig
 from minprefix.train import TuneConfig
@@ -33,6 +37,14 @@ def tiny_base_dir(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny-base")
     save_base(GPT(GPTConfig(vocab_size=Tokenizer().vocab_size, n_layer=1, n_head=2, d_model=16)), path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def two_layer_base_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("two-layer-base")
+    save_base(GPT(GPTConfig(vocab_size=Tokenizer().vocab_size, n_layer=2, n_head=2, d_model=16)), path)
     return str(path)
 
 
@@ -151,6 +163,10 @@ COMMANDS = {  # command: (fixed arguments, {numeric flag: values})
     "search-prompt": (["--task", "reverse"], {"--steps": NUMBERS[int], "--top-k": NUMBERS[int],
                                                "--seed": NUMBERS[int]}),
     "demo": ([], {"--steps": NUMBERS[int]}),
+    "compare": (["--quick", "--workers", "1"], numeric_flags(CompareConfig, skip=("workers",))),
+    "bench": (["--no-peft", "--n-layer", "1", "--d-model", "8", "--n-head", "1", "--batch-size", "2", "--seq-len", "4",
+               "--prompt-len", "2", "--repeats", "1", "--warmup", "0", "--gen-prompt", "2", "--gen-new", "2"],
+              numeric_flags(BenchConfig)),
 }
 
 
@@ -164,16 +180,18 @@ def short_runs(monkeypatch):
 
     monkeypatch.setattr(minprefix.train, "optimize", optimize)
     monkeypatch.setattr(minprefix.base, "optimize", optimize)
-    monkeypatch.setattr(minprefix.cli, "search_prompt", lambda *a, steps, **kw: real_search(*a, steps=min(steps, 2),
-                                                                                             progress=False, **kw))
-    monkeypatch.setattr(minprefix.train, "tqdm", lambda *a, **kw: tqdm(*a, **{**kw, "disable": True}))
+    short_search = lambda *a, steps, **kw: real_search(*a, steps=min(steps, 2), **{**kw, "progress": False})  # noqa: E731
+    monkeypatch.setattr(minprefix.cli, "search_prompt", short_search)
+    monkeypatch.setattr(minprefix.compare, "search_prompt", short_search)
+    for module in (minprefix.train, minprefix.grid, minprefix.compare):
+        monkeypatch.setattr(module, "tqdm", lambda *a, **kw: tqdm(*a, **{**kw, "disable": True}))
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_any_number_for_any_flag_works_or_fails_in_one_line(command, tiny_base_dir, short_runs):
+def test_any_number_for_any_flag_works_or_fails_in_one_line(command, tiny_base_dir, two_layer_base_dir, short_runs):
     fixed, numeric = COMMANDS[command]
 
-    @settings(max_examples={"demo": 5, "search-prompt": 10}.get(command, 25), deadline=None,
+    @settings(max_examples={"demo": 5, "search-prompt": 10, "compare": 3, "bench": 8}.get(command, 25), deadline=None,
               suppress_health_check=[HealthCheck.too_slow])
     @given(st.fixed_dictionaries({}, optional=numeric))
     def check(values):
@@ -181,6 +199,8 @@ def test_any_number_for_any_flag_works_or_fails_in_one_line(command, tiny_base_d
             where = {"pretrain": ["--run-dir", tmp, "--out", f"{tmp}/base"],
                      "tune": ["--base", tiny_base_dir, "--run-dir", tmp],
                      "demo": ["--base", tiny_base_dir, "--figure", f"{tmp}/f.png"],
+                     "compare": ["--base", two_layer_base_dir, "--out", tmp, "--run-dir", tmp],  # depth: 2 halves
+                     "bench": [],
                      }.get(command, ["--base", tiny_base_dir])
             argv = [command, *fixed, *where, *(x for k, v in values.items() for x in (k, repr(v)))]
             code, _, err = run(*argv)
