@@ -31,21 +31,22 @@ from minprefix.world import Tokenizer
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def saved_base(tmp_path_factory, n_layer: int) -> str:
+    """A tiny base with the tiny world's vocabulary and context, saved like the shipped one."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp(f"base-{n_layer}-layers")
+    save_base(GPT(GPTConfig(vocab_size=Tokenizer().vocab_size, n_layer=n_layer, n_head=2, d_model=16)), path)
+    return str(path)
+
+
 @pytest.fixture(scope="module")
 def tiny_base_dir(tmp_path_factory):
-    """A 1-layer base with the tiny world's vocabulary and context, saved like the shipped one."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny-base")
-    save_base(GPT(GPTConfig(vocab_size=Tokenizer().vocab_size, n_layer=1, n_head=2, d_model=16)), path)
-    return str(path)
+    return saved_base(tmp_path_factory, 1)
 
 
 @pytest.fixture(scope="module")
-def two_layer_base_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("two-layer-base")
-    save_base(GPT(GPTConfig(vocab_size=Tokenizer().vocab_size, n_layer=2, n_head=2, d_model=16)), path)
-    return str(path)
+def two_layer_base_dir(tmp_path_factory):  # compare's depth study needs two halves
+    return saved_base(tmp_path_factory, 2)
 
 
 def run(*argv):
