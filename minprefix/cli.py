@@ -25,7 +25,7 @@ from .compare_report import draw_figures
 from .config import default_of, flag
 from .demo import run_demo
 from .figures import make_figures
-from .hard_prompt import score_templates, search_prompt
+from .hard_prompt import SEARCH_START, score_templates, search_prompt
 from .methods import METHODS, count_table
 from .model import pick_device
 from .params import GPT2_FAMILY, format_table, gpt2_config
@@ -175,7 +175,7 @@ def cmd_search_prompt(args):
     print(f"hand-written templates on the dev split of {task} ({len(dev)} examples):")
     for r in score_templates(base, tok, dev, candidates):
         print(f"  {percent(r['exact_match'], r['n']):>7}  loss {r['loss']:.3f}  {r['template']!r}")
-    start = args.start or "*" * 10 + BARE_TEMPLATE  # AutoPrompt's setting: filler, then the input
+    start = args.start or SEARCH_START
     before = score_templates(base, tok, dev, [start])[0]
     found, history = search_prompt(base, tok, train, start, steps=args.steps, top_k=args.top_k, seed=args.seed)
     after = score_templates(base, tok, dev, [found])[0]

@@ -25,7 +25,7 @@ from .artifacts import load_prompt
 from .bank import PromptBank, ensemble_generate
 from .config import arg, validate
 from .grid import ResultStore, artifact_name, cell_key, run_grid
-from .hard_prompt import score_templates, search_prompt
+from .hard_prompt import SEARCH_START, score_templates, search_prompt
 from .methods import METHODS
 from .train import TuneConfig
 from .world import BARE_TEMPLATE, COMPOSED_TASKS, NEW_SKILL_TASKS, PRETRAIN_TASKS, TEMPLATES, copy_baseline, examples
@@ -152,14 +152,14 @@ def untrained_rows(base, tok, cfg: CompareConfig, store: ResultStore, progress=T
         if key not in store:
             best = score_templates(base, tok, dev, list(hand_templates(task)))[0]["template"]
             found = []
-            for seed in range(cfg.seeds):  # AutoPrompt's setting: filler characters, then the input
+            for seed in range(cfg.seeds):
                 train = examples(task, "train", 200, seed=seed)
-                template, _ = search_prompt(base, tok, train, "*" * 10 + BARE_TEMPLATE, steps=cfg.search_steps,
+                template, _ = search_prompt(base, tok, train, SEARCH_START, steps=cfg.search_steps,
                                             seed=seed, progress=False)
                 found.append(template)
             on = {name: (score_templates(base, tok, dev, ts), score_templates(base, tok, test, ts))
                   for name, ts in (("base, bare input", [BARE_TEMPLATE]), ("hand-written template", [best]),
-                                   ("discrete search start", ["*" * 10 + BARE_TEMPLATE]), ("discrete search", found))}
+                                   ("discrete search start", [SEARCH_START]), ("discrete search", found))}
             store.put(key, {
                 "n_dev": len(dev), "n_test": len(test),
                 "copy baseline": {"dev": [copy_baseline(dev)], "test": [copy_baseline(test)]},

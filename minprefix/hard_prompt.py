@@ -16,7 +16,9 @@ from tqdm.auto import tqdm
 
 from .model import GPT, lm_loss
 from .train import score
-from .world import CHARACTERS, Example, Tokenizer, answer_batch
+from .world import BARE_TEMPLATE, CHARACTERS, Example, Tokenizer, answer_batch
+
+SEARCH_START = "*" * 10 + BARE_TEMPLATE  # AutoPrompt's setting: filler characters, then the input
 
 
 def with_template(exs: list[Example], template: str) -> list[Example]:
