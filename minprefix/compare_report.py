@@ -209,6 +209,10 @@ def markdown(data: dict, s: dict, claims: list[dict]) -> str:
              [cell(s["shift"][v]) if v in s["shift"] else (cell(main[f"{v}|{NEW_SKILL_TASKS[0]}"]["test"])
                                                            if f"{v}|{NEW_SKILL_TASKS[0]}" in main else "-")]
              for v in UNTRAINED + tuple(VARIANTS)])]
+    shift_runs = group(data["studies"]["shift"], "variant")
+    out += [f"\n## New skill ({NEW_SKILL_TASKS[0]}, {cfg['steps'] * cfg['shift_factor']} steps): every seed (test)\n",
+            table(["method", "test exact match, seed by seed"],
+                  [[v, ", ".join(f"{100 * r['test']:.1f} %" for r in rs)] for (v,), rs in shift_runs.items()])]
     ld = s["low_data"]
     out += [f"\n## Low data ({cfg['study_task']})\n", table(["training examples", PREFIX, FULL],
             [[n, cell(ld[f"{PREFIX}|{n}"]), cell(ld[f"{FULL}|{n}"])] for n in cfg["low_data"]])]
