@@ -5,6 +5,7 @@ Lessons 5 and 6 run small grids with it (seeds x learning rates, methods x tasks
 once (atomically), and a rerun skips it. Cells can run in several processes at once.
 """
 
+import copy
 import hashlib
 import json
 import multiprocessing
@@ -105,12 +106,15 @@ def run_grid(base, tok, configs: list[TuneConfig], path=None, device="cpu", prog
     bar = tqdm(total=len(todo), desc="grid", disable=not progress or not todo)
     if workers > 1 and len(todo) > 1:
         threads = max(1, torch.get_num_threads() // workers)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_start_worker, initargs=(base.cpu(), tok, threads)) as pool:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                                   initargs=(copy.deepcopy(base).cpu(), tok, threads))  # a copy: the caller's stays put
+        try:
             jobs = {pool.submit(_worker_cell, cfg, device, n_test, artifacts): cfg for cfg in todo}
             for job in as_completed(jobs):
-                store.put(cell_key(jobs[job]), job.result())
+                store.put(cell_key(jobs[job]), job.result())  # saved at once: an interruption loses no finished cell
                 bar.update(1)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)  # on an error or Ctrl-C, start no further cell
     else:
         for cfg in todo:
             store.put(cell_key(cfg), run_cell(base, tok, cfg, device, n_test, artifacts))
