@@ -15,9 +15,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .methods import METHODS, method_of
+from .methods import method_named, method_of
 from .model import GPT
-from .prompted import MLPPrefix
+from .prompted import DirectPrefix
 
 FORMAT = "minprefix-artifact-1"
 
@@ -26,9 +26,17 @@ def atomic_save(obj, path, saver=torch.save):
     """Write to a temporary file, then rename: a crash never leaves half a file at `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    saver(obj, tmp)
-    os.replace(tmp, path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per process: two writers never share it
+    try:
+        saver(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path, text: str):
+    """`atomic_save` for a text file (JSON, markdown)."""
+    atomic_save(text, path, saver=lambda t, p: Path(p).write_text(t))
 
 
 def fingerprint(model: GPT) -> str:
@@ -42,7 +50,7 @@ def fingerprint(model: GPT) -> str:
 
 def stored_tensors(model) -> dict[str, torch.Tensor]:
     """What an artifact keeps: the merged prompt (no MLP), or every weight for full fine-tuning."""
-    if method_of(model).model is None:
+    if method_of(model).trains_base:
         return {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
     return {"prompt": model.merge().prompt()}
 
@@ -87,9 +95,10 @@ def load_prompt(path, base: GPT):
             f"{path} was tuned on base {info['base_fingerprint']} (config {info['base_config']}), "
             f"but this base is {fp} (config {asdict(base.config)}): load it onto the base it was tuned on"
         )
-    if info["method"] not in METHODS:
-        raise ValueError(f"{path}: unknown method {info['method']!r}")
-    wearer = METHODS[info["method"]].model
+    try:
+        wearer = method_named(info["method"]).model  # an old name is read under its new one
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     device, dtype = base.wte.weight.device, base.wte.weight.dtype
     if wearer is None:
         model = copy.deepcopy(base)
@@ -108,11 +117,11 @@ def load_into(model, path, base: GPT):
     """Continue training `model` from the artifact at `path`: same kind of rows, same length, direct."""
     loaded = load_prompt(path, base)
     want, got = method_of(model).name, method_of(loaded).name
-    if isinstance(getattr(model, "rows", None), MLPPrefix):
+    if hasattr(model, "rows") and not isinstance(model.rows, DirectPrefix):
         raise ValueError(f"{path} holds merged rows, without the MLP: continue with {want}, the direct method")
     if got != want:
         raise ValueError(f"{path} holds a {got} artifact; this run trains {want}")
-    if want != "full" and loaded.prompt().shape != model.prompt().shape:
+    if not method_of(model).trains_base and loaded.prompt().shape != model.prompt().shape:
         raise ValueError(f"{path} holds a prompt of shape {tuple(loaded.prompt().shape)}, "
                          f"this run wants {tuple(model.prompt().shape)}: match --prompt-len")
     model.load_state_dict(loaded.state_dict())

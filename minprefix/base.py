@@ -14,10 +14,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .artifacts import atomic_save, fingerprint
+from .artifacts import atomic_save, atomic_write_text, fingerprint
 from .config import arg
 from .model import GPT, GPTConfig
-from .train import LoopConfig, optimize
+from .train import LoopConfig, Run, optimize
 from .world import PRETRAIN_TASKS, Tokenizer, pretrain_batch
 
 SHIPPED_DIR = Path(__file__).parent / "weights"
@@ -26,7 +26,7 @@ SHIPPED_DIR = Path(__file__).parent / "weights"
 @dataclass
 class PretrainConfig(LoopConfig):
     steps: int = arg(2400, "optimizer steps (about 10 minutes on 2 CPU cores)", low=1)
-    lr: float = arg(2e-3, "peak learning rate, reached after warmup", above=0)
+    lr: float = arg(2e-3, "peak learning rate, reached after warmup", above=0, high=100.0)
     warmup: int = arg(100, "steps of linear warmup", low=0)
     weight_decay: float = arg(0.1, "AdamW weight decay on matrices (not biases or norms)", low=0.0)
     checkpoint_every: int = arg(100, "steps between atomic checkpoints", low=1)
@@ -51,8 +51,8 @@ def pretrain(cfg: PretrainConfig, run_dir, device="cpu", progress=True, on_step=
     def next_batch(rng):  # rows of examples packed back to back, tasks drawn by their weights
         return pretrain_batch(tok, rng, cfg.batch_size, cfg.model.block_size, cfg.task_weights, device)
 
-    optimize(model, cfg, cfg.lr, next_batch, cfg.checkpoint_every, run_dir, device, desc="pretrain",
-             progress=progress, on_step=on_step)
+    optimize(model, cfg, Run(cfg.lr, next_batch, cfg.checkpoint_every, run_dir, device, desc="pretrain",
+                             progress=progress, on_step=on_step))
     return model.eval()
 
 
@@ -65,7 +65,7 @@ def save_base(model: GPT, out_dir, meta: dict | None = None):
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
     atomic_save(state, out_dir / "model.safetensors", saver=lambda s, p: save_file(s, str(p)))
     info = {"config": asdict(model.config), "fingerprint": fingerprint(model), **(meta or {})}
-    atomic_save(json.dumps(info, indent=2), out_dir / "config.json", saver=lambda s, p: Path(p).write_text(s))
+    atomic_write_text(out_dir / "config.json", json.dumps(info, indent=2))
 
 
 def load_model(path, device="cpu") -> GPT:

@@ -19,18 +19,19 @@ import torch
 from . import distributed
 from .artifacts import fingerprint, load_prompt
 from .base import SHIPPED_DIR, PretrainConfig, load_base, pretrain, save_base
-from .bench import BenchConfig, print_profile, print_table, run_bench
-from .compare import QUICK, CompareConfig, run_compare
-from .compare_report import draw_figures
 from .config import default_of, flag
-from .demo import run_demo
-from .figures import make_figures
 from .hard_prompt import SEARCH_START, score_templates, search_prompt
-from .methods import METHODS, count_table
+from .lab.bench import BenchConfig, print_profile, print_table, run_bench
+from .lab.compare import QUICK, CompareConfig, run_compare
+from .lab.demo import run_demo
+from .lab.figures import make_figures
+from .lab.report import draw_figures, write_report
+from .methods import METHODS, count_markdown
 from .model import pick_device
-from .params import GPT2_FAMILY, format_table, gpt2_config
+from .params import GPT2_FAMILY, gpt2_config
 from .prompted import MLP_HIDDEN
-from .train import TuneConfig, percent, score, tune
+from .scoring import percent, score, table
+from .train import TuneConfig, tune
 from .world import BARE_TEMPLATE, DOWNSTREAM_TASKS, PRETRAIN_TASKS, TEMPLATES, copy_baseline, examples
 
 
@@ -103,14 +104,15 @@ def cmd_evaluate(args):
     print(f"base: {model.num_params():,} parameters, {model.config}")
     print(f"validation loss (every character of {len(dev)} dev examples): "
           f"{score(model, tok, dev, whole_text=True)['loss']:.4f} nats/char")
-    print("\n| task | prompt | test examples | exact match [95 % interval] | copy baseline | answer loss (dev) |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    rows = []
     for task in PRETRAIN_TASKS + DOWNSTREAM_TASKS:
         test_exs = examples(task, "test", 200)
         test, dev = score(model, tok, test_exs), score(model, tok, examples(task, "dev", 200))
         prompt = f"its {len(TEMPLATES[task])} templates" if task in TEMPLATES else "none (bare input)"
-        print(f"| {task} | {prompt} | {test['n']} | {percent(test['exact_match'], test['n'])} | "
-              f"{100 * copy_baseline(test_exs):.1f} % | {dev['loss']:.3f} |")
+        rows.append([task, prompt, test["n"], percent(test["exact_match"], test["n"]),
+                     percent(copy_baseline(test_exs)), f"{dev['loss']:.3f}"])
+    print("\n" + table(["task", "prompt", "test examples", "exact match [95 % interval]", "copy baseline",
+                        "answer loss (dev)"], rows, right_from=2))
 
 
 def cmd_generate(args):
@@ -141,13 +143,12 @@ def cmd_info(args):
     print(f"parameters: {model.num_params():,} (token table {model.wte.weight.numel():,}, "
           f"positions {model.wpe.weight.numel():,}; the output head is tied to the token table)")
     print(f"fingerprint: {fingerprint(model)}\n")
-    cols = ["method", "trainable", "trainable_share", "stored", "stored_share"]
     P, h = args.prompt_len, args.hidden or MLP_HIDDEN
-    print(f"methods on the {where} (P={P}, k=d_model, h={h}; stored = after merge, without the MLP):")
-    print(format_table(count_table(model.config, P, h=h), cols))
+    print(f"methods on the {where} (P={P}, k=d_model, h={h}; stored = after merge, without the MLP):\n")
+    print(count_markdown(model.config, P, h=h))
     for name in GPT2_FAMILY:
-        print(f"\n{name} (P={P}, k=d_model, h={h}: Li & Liang's code has k = d and the bottleneck h = 512):")
-        print(format_table(count_table(gpt2_config(name), P, h=h), cols))
+        print(f"\n{name} (P={P}, k=d_model, h={h}: Li & Liang's code has k = d and the bottleneck h = 512):\n")
+        print(count_markdown(gpt2_config(name), P, h=h))
 
 
 def cmd_tune(args):
@@ -193,7 +194,7 @@ def cmd_compare(args):
     cfg = config_from(args, CompareConfig, **(QUICK if args.quick else {}))
     out = args.out or ("runs/compare-quick" if args.quick else "figures")
     runs = args.run_dir or ("runs/compare-quick" if args.quick else "runs/compare")
-    data = run_compare(base, tok, cfg, out, runs, pick_device(args.device))
+    data = write_report(run_compare(base, tok, cfg, runs, pick_device(args.device)), Path(out))
     for c in data["claims"]:
         print(f"{c['verdict']:>13}: {c['claim']}\n               {c['here']}")
     print(f"\n{data['seconds'] / 60:.1f} min; wrote {out}/compare.md, compare.json, compare_tasks.png, "
@@ -247,6 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
         c.set_defaults(fn=fn)
         return c
 
+    for add in (base_commands, prompt_commands, lab_commands):
+        add(command)
+    return p
+
+
+def base_commands(command):
+    """pretrain, evaluate, generate, info: the base model."""
     c = command("pretrain", cmd_pretrain, "pretrain a base GPT on the tiny world (resumes if interrupted)", base=False)
     add_config_flags(c, PretrainConfig)
     c.add_argument("--run-dir", default="runs/pretrain", help="checkpoints go here (default: runs/pretrain)")
@@ -267,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--prompt-len", type=at_least(1), default=10, help="P, rows or positions (default: 10)")
     c.add_argument("--hidden", type=at_least(1), help=f"hidden width of the MLP (default: {MLP_HIDDEN})")
 
+
+def prompt_commands(command):
+    """tune, search-prompt: a soft, a prefix or a hard prompt for one task."""
     c = command("tune", cmd_tune, "tune one method on one task", epilog=methods_epilog(),
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flags(c, TuneConfig)
@@ -281,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--top-k", type=at_least(1), default=8, help="candidates tried per step (default: 8)")
     c.add_argument("--seed", type=at_least(0), default=0, help="seed of positions and batches (default: 0)")
 
+
+def lab_commands(command):
+    """demo, compare, bench, figures: the experiments of minprefix.lab."""
     c = command("demo", cmd_demo, "hard prompts, soft prompt, prefix and full fine-tuning, side by side")
     c.add_argument("--steps", type=at_least(1), default=300, help="tuning steps per method (default: 300)")
     c.add_argument("--figure", default="figures/demo.png", help="where the figure goes")
@@ -303,7 +317,6 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default="figures", help="the folder (default: figures)")
     c.add_argument("--skip-training", action="store_true", help="only the figures that need no training "
                    "(demo.png needs `minprefix demo`, about two minutes)")
-    return p
 
 
 def main(argv=None):

@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .model import GPT, lm_loss
-from .train import score
+from .scoring import score
 from .world import BARE_TEMPLATE, CHARACTERS, Example, Tokenizer, answer_batch
 
 SEARCH_START = "*" * 10 + BARE_TEMPLATE  # AutoPrompt's setting: filler characters, then the input

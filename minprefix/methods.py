@@ -1,17 +1,22 @@
 """The one table of methods: what each trains, how it starts, how it is counted and stored.
 
-Every other module (training, the command line, counting, saving, the demo) reads this
-table, so adding a method is adding a row.
+Every other module (training, the command line, counting, saving, the demo, the lab) reads
+this table, so adding a method is adding a row. Names follow one scheme: a method whose rows
+are made by a network while training is its direct method's name plus "-mlp"; it is stored
+in its direct method's form (merged).
 """
 
 import copy
 from dataclasses import dataclass
 
 from .model import GPT, GPTConfig
-from .params import base_params, reparam_params
+from .params import base_params, ptuning_params, reparam_params
 from .prefix import BlockInputPrefixGPT, PrefixGPT
 from .prompted import INITS, MLP_HIDDEN, PromptedGPT
+from .scoring import table
 from .soft_prompt import SoftPromptGPT
+
+RENAMED = {"prefix-direct": "prefix"}  # old name -> new name, for artifacts saved before the rename
 
 
 @dataclass(frozen=True)
@@ -19,64 +24,100 @@ class Method:
     name: str  # as on the command line
     label: str  # as in tables
     model: type[PromptedGPT] | None  # the wearer of the frozen base; None: every weight trains
-    mlp: bool  # rows made by the MLP of Li & Liang §4.3 (stored merged, without it)
+    reparam: str | None  # how the rows are made while training: None (directly), "mlp" (Li & Liang §4.3),
+    #                      "ptuning" (P-tuning's prompt encoder, Liu et al. 2021)
     lr: float  # default peak learning rate
+
+    @property
+    def trains_base(self) -> bool:
+        """Full fine-tuning: a trainable copy of the base, no rows."""
+        return self.model is None
+
+    @property
+    def is_prefix(self) -> bool:
+        """Rows at every block (key/value or block-input), so `layers` can confine them."""
+        return self.model is not None and self.model.at_every_block
+
+    @property
+    def direct(self) -> "Method":
+        """The direct method this one is stored as (itself, if it is direct)."""
+        return METHODS[self.name.removesuffix("-mlp")]
 
     @property
     def inits(self) -> tuple[str, ...]:
         """The init values this method accepts, its default first."""
-        if self.model is None:
+        if self.trains_base:
             return ()
-        if self.mlp:
+        if self.reparam:
             return ("random", "zero")
         return (self.model.default_init,) + tuple(i for i in INITS if i != self.model.default_init)
 
     def trainable(self, config: GPTConfig, P: int, k: int | None = None, h: int = MLP_HIDDEN) -> int:
         """Numbers that train (closed form; tests check it against the modules built)."""
-        if self.model is None:
+        if self.trains_base:
             return base_params(config)
         width = self.model.width(config)
-        return reparam_params(P, k or config.d_model, h, width) if self.mlp else P * width
+        if self.reparam == "ptuning":
+            return ptuning_params(P, width, h)
+        return reparam_params(P, k or config.d_model, h, width) if self.reparam else P * width
 
     def stored(self, config: GPTConfig, P: int) -> int:
         """Numbers in the saved artifact: the rows alone (merged), or every weight."""
-        return base_params(config) if self.model is None else P * self.model.width(config)
+        return base_params(config) if self.trains_base else P * self.model.width(config)
 
-    @property
-    def is_prefix(self) -> bool:
-        """Rows at every block (key/value or block-input), so `layers` can confine them."""
-        return self.model in (PrefixGPT, BlockInputPrefixGPT)
+    def check_options(self, layers: str = "all", reparam_dim: int | None = None, hidden: int | None = None):
+        """The options only some methods have: `layers` (prefixes), k and h (the networks)."""
+        if layers != "all" and not self.is_prefix:
+            raise ValueError(f"--prefix-layers {layers}: {self.name} has no rows at every block; use a prefix method")
+        for flag, value in (("--reparam-dim", reparam_dim), ("--hidden", hidden)):
+            if value is not None and not self.reparam:
+                networks = ", ".join(n for n, m in METHODS.items() if m.reparam)
+                raise ValueError(f"{flag} sets the network of {networks}; {self.name} has none")
+        if reparam_dim is not None and self.reparam == "ptuning":
+            raise ValueError(f"--reparam-dim: {self.name}'s P-tuning encoder has no P' width k "
+                             "(its table is as wide as the rows)")
 
-    def build(self, base: GPT, prompt_len: int, reparam_dim: int | None = None, hidden: int | None = None,
+    def build(self, base: GPT, prompt_len: int, *, reparam_dim: int | None = None, hidden: int | None = None,
               init: str | None = None, init_ids: list[int] | None = None, seed: int = 0, layers: str = "all"):
         """The model to train: the frozen base wearing this method (full: a trainable copy of the base)."""
-        if layers != "all" and not self.is_prefix:
-            raise ValueError(f"layers {layers!r}: only a prefix method has rows at every block, not {self.name}")
-        if self.model is None:
+        self.check_options(layers, reparam_dim, hidden)
+        if self.trains_base:
             model = copy.deepcopy(base)
             for p in model.parameters():
                 p.requires_grad_(True)
             return model
-        k = (reparam_dim or base.config.d_model) if self.mlp else None
         extra = {"layers": layers} if self.is_prefix else {}
-        return self.model(base, prompt_len, k, hidden or MLP_HIDDEN, init, init_ids, seed, **extra)
+        if self.reparam:  # k defaults to d_model (Li & Liang's code); P-tuning's table is as wide as the rows
+            k = self.model.width(base.config) if self.reparam == "ptuning" else reparam_dim or base.config.d_model
+            extra.update(encoder=self.reparam, reparam_dim=k, hidden=hidden or MLP_HIDDEN)
+        return self.model(base, prompt_len, init=init, init_ids=init_ids, seed=seed, **extra)
 
 
 METHODS = {m.name: m for m in (
-    Method("full", "full fine-tuning", None, False, 1e-3),
-    Method("soft", "soft prompt", SoftPromptGPT, False, 1e-1),
-    Method("soft-mlp", "soft prompt + MLP (P-tuning)", SoftPromptGPT, True, 3e-3),
-    Method("block-prefix", "block-input prefix", BlockInputPrefixGPT, False, 5e-2),
-    Method("block-prefix-mlp", "block-input prefix + MLP", BlockInputPrefixGPT, True, 3e-3),
-    Method("prefix-direct", "key/value prefix", PrefixGPT, False, 5e-2),
-    Method("prefix", "key/value prefix + MLP", PrefixGPT, True, 3e-3),
+    Method("full", "full fine-tuning", None, None, 1e-3),
+    Method("soft", "soft prompt", SoftPromptGPT, None, 1e-1),
+    Method("soft-mlp", "soft prompt + P-tuning encoder", SoftPromptGPT, "ptuning", 3e-3),
+    Method("block-prefix", "block-input prefix", BlockInputPrefixGPT, None, 5e-2),
+    Method("block-prefix-mlp", "block-input prefix + MLP", BlockInputPrefixGPT, "mlp", 3e-3),
+    Method("prefix", "key/value prefix", PrefixGPT, None, 5e-2),
+    Method("prefix-mlp", "key/value prefix + MLP", PrefixGPT, "mlp", 3e-3),
 )}
+FULL, SOFT, PREFIX, PREFIX_MLP = (METHODS[n] for n in ("full", "soft", "prefix", "prefix-mlp"))  # named by studies
+DEFAULT_METHOD = PREFIX_MLP.name  # Li & Liang's prefix tuning as they ran it
+
+
+def method_named(name: str) -> Method:
+    """The method of a name, old names included; an unknown name is a clear error."""
+    name = RENAMED.get(name, name)
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    return METHODS[name]
 
 
 def method_of(model) -> Method:
     """The direct method of a model (what its merged, stored form is)."""
     for m in METHODS.values():
-        if m.model is not None and not m.mlp and isinstance(model, m.model):
+        if m.model is not None and not m.reparam and isinstance(model, m.model):
             return m
     if isinstance(model, GPT):
         return METHODS["full"]
@@ -89,6 +130,13 @@ def count_table(config: GPTConfig, P: int = 10, k: int | None = None, h: int = M
     k defaults to d_model, as in Li & Liang's code (P' is a P x d embedding).
     """
     n_base = base_params(config)
-    rows = [(m.label, m.trainable(config, P, k, h), m.stored(config, P)) for m in METHODS.values()]
-    return [{"method": label, "trainable": t, "trainable_share": t / n_base, "stored": s, "stored_share": s / n_base}
-            for label, t, s in rows]
+    return [{"method": m.name, "label": m.label, "trainable": t, "trainable_share": t / n_base, "stored": s,
+             "stored_share": s / n_base}
+            for m in METHODS.values() for t, s in [(m.trainable(config, P, k, h), m.stored(config, P))]]
+
+
+def count_markdown(config: GPTConfig, P: int = 10, k: int | None = None, h: int = MLP_HIDDEN) -> str:
+    """`count_table` as a markdown table."""
+    rows = [[f"{r['label']} (`{r['method']}`)", f"{r['trainable']:,}", f"{100 * r['trainable_share']:.3f} %",
+             f"{r['stored']:,}", f"{100 * r['stored_share']:.3f} %"] for r in count_table(config, P, k, h)]
+    return table(["method", "trains while tuning", "share of base", "stored", "share of base"], rows)

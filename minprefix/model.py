@@ -26,7 +26,8 @@ class GPTConfig:
 
     def __post_init__(self):
         if self.d_model % self.n_head:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_head={self.n_head}")
+            raise ValueError(f"--d-model {self.d_model} must be divisible by --n-head {self.n_head}: "
+                             "each head gets d_model / n_head dimensions")
 
     @property
     def head_dim(self) -> int:

@@ -5,7 +5,8 @@ With P prompt/prefix rows, L layers, width d, bottleneck k and MLP hidden size h
     soft prompt               P*d
     block-input prefix        L*P*d
     key/value prefix          2*L*P*d
-    reparameterization MLP    P*k + k*h + h + h*(2*L*d) + 2*L*d     (P' + two Linear layers)
+    reparameterization MLP    P*k + k*h + h + h*w + w      (P' + two Linear layers; w = 2*L*d or L*d)
+    P-tuning encoder          P*d + d*h + h + h*h + h + h*d + d     (P' + three Linear layers)
 
 The MLP exists only while training; `merge` keeps the P*width rows it produces. The table of
 every method's counts is `methods.count_table`, built from these formulas.
@@ -46,6 +47,11 @@ def reparam_params(P: int, k: int, h: int, width: int) -> int:
     return P * k + k * h + h + h * width + width
 
 
+def ptuning_params(P: int, width: int, h: int) -> int:
+    """P' (P x width) plus Linear(width, h), Linear(h, h), Linear(h, width): P-tuning's MLP encoder."""
+    return P * width + width * h + h + h * h + h + h * width + width
+
+
 def count_trainable(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -72,17 +78,3 @@ def base_params(config: GPTConfig) -> int:
     """
     V, T, L, d, b = config.vocab_size, config.block_size, config.n_layer, config.d_model, int(config.bias)
     return V * d + T * d + L * (12 * d * d + 2 * d + 11 * b * d) + (1 + b) * d
-
-
-def format_table(rows: list[dict], columns: list[str]) -> str:
-    """A plain-text table; floats named *share* print as percentages."""
-    def cell(row, c):
-        v = row[c]
-        if isinstance(v, float):
-            return f"{100 * v:.3f} %" if "share" in c else f"{v:.3f}"
-        return f"{v:,}" if isinstance(v, int) else str(v)
-
-    cells = [[cell(r, c) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    line = lambda vals: "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(vals, widths)))  # noqa: E731
-    return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells])

@@ -19,6 +19,8 @@ import torch
 from .model import GPT, Block, KVCache, check_ids, lm_loss, run_block
 from .prompted import PromptedGPT
 
+LAYERS = ("all", "bottom", "top")  # which layers wear a prefix: every one, or the first or second half
+
 
 class PrefixBlock:
     """A regular, frozen Block whose attention also sees P prefix key/value rows.
@@ -63,17 +65,18 @@ class _PrefixGPT(PromptedGPT):
     """The forward pass both prefix views share: tokens from position P, a prefix block per layer."""
 
     block_type = None  # PrefixBlock or BlockInputPrefixBlock
+    at_every_block = True
 
-    def __init__(self, base: GPT, prefix_len: int, *args, layers: str = "all", **kwargs):
+    def __init__(self, base: GPT, prompt_len: int, *, layers: str = "all", **kwargs):
         """layers: "all", or "bottom" / "top" (the first / second half) to wear the prefix at those only.
 
         The rows keep every layer's slot (one layout, one artifact format); a layer without the
         prefix runs its plain block, so its rows get no gradient and do nothing (P-tuning v2's
         depth ablation).
         """
-        super().__init__(base, prefix_len, *args, **kwargs)
+        super().__init__(base, prompt_len, **kwargs)
         L = base.config.n_layer
-        spans = {"all": range(L), "bottom": range(L // 2), "top": range(L // 2, L)}
+        spans = dict(zip(LAYERS, (range(L), range(L // 2), range(L // 2, L))))
         if layers not in spans or not spans[layers]:
             raise ValueError(f"layers {layers!r}: choose all, bottom or top (a half needs at least 2 layers)")
         self.layers, self.wearing = layers, set(spans[layers])

@@ -7,10 +7,12 @@ two small modules, the same for every method:
 - `DirectPrefix`: the rows themselves are the parameter.
 - `MLPPrefix` (Li & Liang 2021, §4.3): the rows are an MLP's output, P' (P x k) ->
   Linear(k, hidden) -> tanh -> Linear(hidden, width). They found optimizing the rows directly
-  unstable and sensitive to initialization; the MLP smooths it. On a soft prompt this is
-  P-tuning's prompt encoder (Liu et al. 2021): the prompt is produced by a small network.
+  unstable and sensitive to initialization; the MLP smooths it.
+- `PTuningEncoder` (Liu et al. 2021, P-tuning's prompt encoder as PEFT builds it): a (P, width)
+  embedding table -> Linear(width, hidden) -> ReLU -> Linear(hidden, hidden) -> ReLU ->
+  Linear(hidden, width). Same idea, another network: no bottleneck k, two hidden layers, ReLU.
 
-After training only the rows are needed: `merge()` swaps the MLP for a `DirectPrefix` holding
+After training only the rows are needed: `merge()` swaps the network for a `DirectPrefix` holding
 its output, and gives the same logits.
 """
 
@@ -21,6 +23,7 @@ from .model import GPT, Generator
 
 MLP_HIDDEN = 512  # hidden width of the reparameterization MLP, as in Li & Liang's code
 INITS = ("zero", "random", "vocab", "text")  # how a direct prefix can start; the MLP: zero or random
+ENCODERS = ("mlp", "ptuning")  # the network that makes the rows when reparam_dim is given
 
 
 class DirectPrefix(nn.Module):
@@ -42,11 +45,11 @@ class MLPPrefix(nn.Module):
     every weight still gets a gradient.
     """
 
-    def __init__(self, prefix_len: int, k: int, hidden: int, width: int, seed: int = 0, zero_last: bool = False):
+    def __init__(self, prompt_len: int, k: int, hidden: int, width: int, seed: int = 0, zero_last: bool = False):
         super().__init__()
         with torch.random.fork_rng():  # seeded, and the caller's random state untouched
             torch.manual_seed(seed)
-            self.input = nn.Parameter(torch.randn(prefix_len, k))  # P'
+            self.input = nn.Parameter(torch.randn(prompt_len, k))  # P'
             self.mlp = nn.Sequential(nn.Linear(k, hidden), nn.Tanh(), nn.Linear(hidden, width))
         if zero_last:
             nn.init.zeros_(self.mlp[2].weight)
@@ -56,36 +59,77 @@ class MLPPrefix(nn.Module):
         return self.mlp(self.input)
 
 
+class PTuningEncoder(nn.Module):
+    """P rows made by P-tuning's prompt encoder, MLP variant (Liu et al. 2021, §3.2). forward() -> (P, width).
+
+    An embedding table E of the P virtual tokens, (P, width), goes row by row through
+    Linear(width, hidden) -> ReLU -> Linear(hidden, hidden) -> ReLU -> Linear(hidden, width):
+    PEFT's PromptEncoder with encoder_reparameterization_type="MLP", no dropout (the paper's 2021
+    encoder, a BiLSTM before a ReLU MLP, is PEFT's "LSTM" variant, not this). Unlike Li & Liang's
+    MLP (`MLPPrefix`) the input is as wide as the output (no bottleneck k), with two hidden layers,
+    ReLU not tanh. Starts as PEFT does: E ~ N(0, 1), PyTorch's default Linear init. zero_last=True
+    starts the last layer at zero, as in MLPPrefix. Numbers that train: P*width
+    + (width*hidden + hidden) + (hidden*hidden + hidden) + (hidden*width + width).
+    """
+
+    def __init__(self, prompt_len: int, hidden: int, width: int, seed: int = 0, zero_last: bool = False):
+        super().__init__()
+        with torch.random.fork_rng():  # seeded, and the caller's random state untouched
+            torch.manual_seed(seed)
+            self.embedding = nn.Parameter(torch.randn(prompt_len, width))  # E, as nn.Embedding starts
+            self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                     nn.Linear(hidden, width))
+        if zero_last:
+            nn.init.zeros_(self.mlp[4].weight)
+            nn.init.zeros_(self.mlp[4].bias)
+
+    def forward(self) -> torch.Tensor:
+        return self.mlp(self.embedding)  # the P virtual tokens are ids 0..P-1: E itself, in order
+
+
 class PromptedGPT(nn.Module, Generator):
     """A frozen base and P trainable rows. Subclasses say where the rows enter.
 
     reparam_dim=None: a `DirectPrefix`, started by init: "zero"; "random" (normal noise at the
     scale of the rows real tokens give); "vocab" (the rows of P randomly drawn token ids);
     "text" (the rows of init_ids, repeated or cut to P: e.g. an instruction, Li & Liang's
-    real-word init). reparam_dim=k: an `MLPPrefix` with P' of width k, started by init "random"
-    or "zero" (the MLP's last layer at zero). Text and vocab init are refused with the MLP:
-    its output is not free to set, and fitting the MLP to given rows is a training run of its own.
+    real-word init). reparam_dim=k: the rows are a network's output, chosen by encoder: "mlp",
+    an `MLPPrefix` with P' of width k; "ptuning", a `PTuningEncoder`, whose table is as wide as
+    the rows, so k must be width(config) (d_model on a soft prompt). Either starts by init "random"
+    or "zero" (its last layer at zero). Text and vocab init are refused with a network: its
+    output is not free to set, and fitting it to given rows is a training run of its own.
     Token ids, not text: the caller encodes with whatever tokenizer the base was trained with.
     """
 
     default_init = "random"
+    at_every_block = False  # True for a prefix: rows at every block, so a subset of layers can wear them
 
-    def __init__(self, base: GPT, prompt_len: int, reparam_dim: int | None = None, hidden: int = MLP_HIDDEN,
-                 init: str | None = None, init_ids: list[int] | None = None, seed: int = 0):
+    def __init__(self, base: GPT, prompt_len: int, *, reparam_dim: int | None = None, hidden: int = MLP_HIDDEN,
+                 init: str | None = None, init_ids: list[int] | None = None, seed: int = 0, encoder: str = "mlp"):
         super().__init__()
-        if not 0 <= prompt_len < base.config.block_size:
-            raise ValueError(f"prompt length {prompt_len} must be in [0, block_size={base.config.block_size})")
+        if not isinstance(prompt_len, int) or not 0 <= prompt_len < base.config.block_size:
+            raise ValueError(f"prompt length {prompt_len!r} must be an integer in [0, {base.config.block_size}): "
+                             f"the prompt rows and at least one token share the base's context of "
+                             f"{base.config.block_size} positions")
+        if encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {encoder!r}; choose from {', '.join(ENCODERS)}")
+        width = self.width(base.config)
+        if encoder == "ptuning" and reparam_dim != width:
+            raise ValueError(f"encoder 'ptuning' makes its rows from a table as wide as they are: reparam_dim must "
+                             f"be {width} (this method's row width), got {reparam_dim}")
         self.base = base.freeze()
         self.prompt_len = prompt_len
         init = init or (self.default_init if reparam_dim is None else "random")
         like = {"device": base.wte.weight.device, "dtype": base.wte.weight.dtype}
         if reparam_dim is None:
             self.rows = DirectPrefix(self._initial_rows(init, init_ids, seed)).to(**like)
+        elif init in ("zero", "random") and encoder == "ptuning":
+            self.rows = PTuningEncoder(prompt_len, hidden, width, seed, zero_last=init == "zero").to(**like)
         elif init in ("zero", "random"):
-            width = self.width(base.config)
             self.rows = MLPPrefix(prompt_len, reparam_dim, hidden, width, seed, zero_last=init == "zero").to(**like)
         else:
-            raise ValueError(f"init {init!r} sets the rows themselves, but with the MLP they are its output: "
+            net = "the MLP" if encoder == "mlp" else "the P-tuning encoder"
+            raise ValueError(f"init {init!r} sets the rows themselves, but with {net} they are its output: "
                              "use a direct method for it, or init 'random' or 'zero'")
 
     def _initial_rows(self, init: str, init_ids, seed: int) -> torch.Tensor:
@@ -118,7 +162,7 @@ class PromptedGPT(nn.Module, Generator):
         return model
 
     def merge(self):
-        """The stored form: the MLP (if any) swapped for a DirectPrefix holding its output. Same logits."""
+        """The stored form: the network (if any) swapped for a DirectPrefix holding its output. Same logits."""
         return self.from_rows(self.base, self.rows().detach())
 
     def train(self, mode: bool = True):
@@ -142,6 +186,26 @@ class PromptedGPT(nn.Module, Generator):
         """Position of the first token: P on the first call, the cache length after that."""
         return self.prompt_len if cache is None or cache.length == 0 else cache.length
 
-    # Each subclass defines: width(config), the numbers in one row; rows_of_ids(ids), the
-    # (len(ids), width) rows the base itself computes for real tokens; layout(rows), the rows
-    # as the model uses them; to_rows(prompt), its inverse; forward(idx, targets, cache, prompt).
+    # ------------------------------------------------------------ what each subclass defines
+
+    @staticmethod
+    def width(config) -> int:
+        """The numbers in one row: d_model (soft prompt), n_layer * d_model, 2 * n_layer * d_model (prefixes)."""
+        raise NotImplementedError
+
+    def rows_of_ids(self, ids: list[int]) -> torch.Tensor:
+        """The (len(ids), width) rows the frozen base itself computes for real tokens (text and vocab init)."""
+        raise NotImplementedError
+
+    def layout(self, rows: torch.Tensor) -> torch.Tensor:
+        """The (P, width) rows in the shape the forward pass uses them."""
+        raise NotImplementedError
+
+    @staticmethod
+    def to_rows(prompt: torch.Tensor) -> torch.Tensor:
+        """The inverse of `layout`: back to (P, width)."""
+        raise NotImplementedError
+
+    def forward(self, idx, targets=None, cache=None, prompt=None):
+        """idx (B, T) -> (logits (B, T, vocab), loss): the base wearing the rows, or `prompt` (one per row)."""
+        raise NotImplementedError

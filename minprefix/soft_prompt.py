@@ -3,7 +3,8 @@
 A hard prompt is a choice of tokens, and token ids have no gradient. A soft prompt drops the
 constraint that each row be the embedding of some token: the P rows are free vectors, trained
 by backpropagation through the frozen model. They take positions 0..P-1; the real tokens
-start at position P. Made by an MLP instead (`reparam_dim=k`), it is P-tuning's prompt encoder.
+start at position P. The rows can also be a small network's output (`reparam_dim=k`): Li & Liang's
+MLP (encoder="mlp"), or P-tuning's prompt encoder (Liu et al. 2021; encoder="ptuning", k = d_model).
 """
 
 import torch
@@ -15,7 +16,7 @@ from .prompted import PromptedGPT
 class SoftPromptEmbedding:
     """The input layer of prompt tuning: P soft-prompt rows put before the T token embeddings.
 
-    It owns no parameters: the rows come from the wearer's `DirectPrefix` or `MLPPrefix`.
+    It owns no parameters: the rows come from the wearer's `DirectPrefix`, `MLPPrefix` or `PTuningEncoder`.
     """
 
     def __call__(self, tok_emb: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
@@ -24,7 +25,7 @@ class SoftPromptEmbedding:
 
 
 class SoftPromptGPT(PromptedGPT):
-    """A frozen GPT wearing a soft prompt of prompt_len rows; only the rows (or P' and the MLP) train.
+    """A frozen GPT wearing a soft prompt of prompt_len rows; only the rows (or the network making them) train.
 
     init (see PromptedGPT): "vocab" by default (embeddings of random tokens, Lester et al.'s
     sampled-vocabulary init), "random", "zero" or "text".

@@ -1,4 +1,4 @@
-"""Scoring, and the one training loop: pretraining and every tuning method use it.
+"""The one training loop: pretraining and every tuning method use it.
 
 `optimize` trains whatever parameters of a model have requires_grad (a soft prompt, a
 prefix, P' and its MLP, or every weight) with the same AdamW, schedule, clipping, NaN stop,
@@ -11,7 +11,8 @@ import math
 import random
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,67 +21,11 @@ from tqdm.auto import tqdm
 from . import distributed
 from .artifacts import atomic_save, load_into, save_prompt
 from .config import arg, validate
-from .methods import METHODS
+from .methods import DEFAULT_METHOD, METHODS, RENAMED
 from .model import GPT, autocast
-from .world import DOWNSTREAM_TASKS, PRETRAIN_TASKS, Example, Tokenizer, answer_batch, examples
-
-# ---------------------------------------------------------------------------- scoring
-
-
-@torch.no_grad()
-def score(model, tok: Tokenizer, exs: list[Example], batch_size: int = 256, whole_text=False, **kw) -> dict:
-    """Answer loss and greedy exact match of a model on examples.
-
-    Exact match is read off one teacher-forced pass: greedy decoding reproduces the answer
-    (and then <eos>) exactly when, at every answer position, the argmax given the correct
-    text so far is the correct next token. So no token-by-token decoding is needed, and
-    padding never matters (the model is causal and padding sits at the end).
-    whole_text=True scores every character (the pretraining loss). Extra keyword arguments go
-    to the model (e.g. `tasks=` for a prompt bank).
-    """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    n_correct, loss_sum, n_tokens = 0, 0.0, 0
-    for i in range(0, len(exs), batch_size):
-        chunk = exs[i : i + batch_size]
-        idx, targets = answer_batch(tok, chunk, device, whole_text)
-        chunk_kw = {k: v[i : i + batch_size] if isinstance(v, (list, tuple)) else v for k, v in kw.items()}
-        logits, _ = model(idx, **chunk_kw)
-        scored = targets != -1
-        n_correct += exact_match(logits, targets).sum().item()
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        nll = -logp.gather(-1, targets.clamp(min=0)[..., None])[..., 0]
-        loss_sum += nll[scored].sum().item()
-        n_tokens += scored.sum().item()
-    model.train(was_training)
-    return {"exact_match": n_correct / max(1, len(exs)), "loss": loss_sum / max(1, n_tokens), "n": len(exs)}
-
-
-def exact_match(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """(B,) bool: would greedy decoding reproduce each row's answer? logits (B, T, V), targets (B, T), -1 = unscored.
-
-    Yes exactly when, at every scored position, the argmax given the correct text so far is the target.
-    """
-    return ((logits.argmax(-1) == targets) | (targets == -1)).all(dim=1)
-
-
-def wilson_interval(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a proportion p measured on n examples (good at small n and p near 0 or 1)."""
-    if n == 0:
-        return 0.0, 1.0
-    center = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, center - half), min(1.0, center + half)
-
-
-def percent(p: float, n: int) -> str:
-    """A score as a percentage, with its 95 % interval when it rests on fewer than 100 examples."""
-    if n >= 100:
-        return f"{100 * p:.1f} %"
-    low, high = wilson_interval(p, n)
-    return f"{100 * p:.1f} % [{100 * low:.0f}, {100 * high:.0f}]"
-
+from .prefix import LAYERS
+from .scoring import score
+from .world import DOWNSTREAM_TASKS, PRETRAIN_TASKS, Tokenizer, answer_batch, examples
 
 # ---------------------------------------------------------------------------- the training loop
 
@@ -91,7 +36,8 @@ class LoopConfig:
 
     steps: int = arg(300, "optimizer steps", low=1)
     batch_size: int = arg(32, "examples (tuning) or packed rows (pretraining) per step", low=1, high=4096)
-    lr: float | None = arg(None, "peak learning rate, reached after warmup (default: the method's)", above=0)
+    lr: float | None = arg(None, "peak learning rate, reached after warmup (default: the method's)", above=0,
+                           high=100.0)
     min_lr_ratio: float = arg(0.1, "the cosine schedule ends at lr times this", low=0.0, high=1.0)
     warmup: int = arg(20, "steps of linear warmup", low=0)
     weight_decay: float = arg(0.0, "AdamW weight decay on matrices (not biases or norms)", low=0.0)
@@ -139,6 +85,10 @@ class Checkpoint:
         if ckpt["config"] != self.config:
             raise ValueError(f"{self.path} was written by another configuration; "
                              "pass another --run-dir, or delete that one to start over")
+        if set(ckpt["trainable"]) != set(trainable_state(model)):
+            raise ValueError(f"{self.path} holds the weights of another method "
+                             f"({', '.join(sorted(ckpt['trainable'])[:3])}, ...); pass another --run-dir, "
+                             "or delete that one to start over")
         model.load_state_dict(ckpt["trainable"], strict=False)
         opt.load_state_dict(ckpt["optimizer"])
         state.update(ckpt["state"])
@@ -150,65 +100,81 @@ class Checkpoint:
                          "config": self.config, "state": state}, self.path)
 
 
-def optimize(model, cfg: LoopConfig, peak_lr: float, next_batch, every: int, run_dir=None, device="cpu",
-             on_eval=None, state: dict | None = None, desc: str = "train", progress=True, on_step=None):
+@dataclass
+class Run:
+    """Where one call of `optimize` runs and whom it tells: all that is not the recipe (`LoopConfig`)."""
+
+    peak_lr: float
+    next_batch: Callable  # next_batch(rng) -> (idx, targets), rng seeded by (seed, step) alone
+    every: int = 100  # steps between on_eval calls and checkpoints
+    run_dir: Path | str | None = None  # checkpoint.pt goes here (None: no checkpoints, no resume)
+    device: str = "cpu"
+    on_eval: Callable | None = None  # on_eval(step, loss) -> a dict for the progress bar, or None
+    state: dict = field(default_factory=dict)  # the caller's, saved in every checkpoint and restored
+    desc: str = "train"  # the progress bar's label
+    progress: bool = True
+    on_step: Callable | None = None  # on_step(step, loss) after every step (tests interrupt runs with it)
+
+
+def optimize(model, cfg: LoopConfig, run: Run):
     """The one training loop. Trains the parameters of `model` that have requires_grad.
 
-    next_batch(rng) -> (idx, targets), where rng is seeded by (cfg.seed, step) alone: a
-    resumed run sees exactly the batches an uninterrupted one would. At step 0 of a fresh run,
-    every `every` steps and at the end, on_eval(step, loss) runs (it may return a dict to show
-    on the progress bar), then a `Checkpoint` is written to run_dir, with `state` (a dict the
-    caller owns). A run resumes from that checkpoint if there is one; Ctrl-C writes it first.
+    The batch of a step is next_batch(rng) with rng seeded by (cfg.seed, step) alone: a resumed
+    run sees exactly the batches an uninterrupted one would. At step 0 of a fresh run, every
+    `run.every` steps and at the end, on_eval(step, loss) runs, then a `Checkpoint` is written
+    (with `run.state`). A run resumes from that checkpoint if there is one; Ctrl-C writes it first.
     """
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, peak_lr, cfg.weight_decay)
+    opt = make_optimizer(params, run.peak_lr, cfg.weight_decay)
     ddp = distributed.world() > 1  # under torchrun: each rank trains on its shard, DDP averages the gradients
     train_model = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
-    state = {} if state is None else state
-    checkpoint = Checkpoint(run_dir, cfg)
-    step = checkpoint.resume(model, opt, state, device)
-    evaluate = on_eval or (lambda step, loss: None)
-    shown = {}
-    if step == 0:  # the untrained model: where every curve starts
-        shown = evaluate(0, None) or {}
+    checkpoint = Checkpoint(run.run_dir, cfg)
+    step = checkpoint.resume(model, opt, run.state, run.device)
+    evaluate = run.on_eval or (lambda step, loss: None)
+    shown = (evaluate(0, None) or {}) if step == 0 else {}  # the untrained model: where every curve starts
     model.train()
-    bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=not progress or not distributed.is_main())
+    bar = tqdm(total=cfg.steps, initial=step, desc=run.desc, disable=not run.progress or not distributed.is_main())
     t0, tokens = time.time(), 0
     try:
         while step < cfg.steps:
-            idx, targets = next_batch(random.Random(cfg.seed * 1_000_003 + step))  # this step's batch
+            idx, targets = run.next_batch(random.Random(cfg.seed * 1_000_003 + step))  # this step's batch
             if ddp:
                 idx, targets = distributed.shard(idx, targets)  # this rank's rows of it
             for group in opt.param_groups:  # warmup, then cosine decay
-                group["lr"] = cfg.lr_at(step, peak_lr)
-            with autocast(device, cfg.bf16):
-                _, loss = train_model(idx, targets)
-            if ddp:  # the loss of the whole batch, whatever the shards' sizes
-                loss_to_backward, loss = distributed.global_loss(loss, targets)
-            else:
-                loss_to_backward = loss
-            if not torch.isfinite(loss):  # stop before a NaN reaches the weights
-                raise FloatingPointError(f"loss became {loss.item()} at step {step} (peak lr {peak_lr:g}); "
-                                         "stopped with the last checkpoint kept: try a lower --lr")
-            opt.zero_grad(set_to_none=True)
-            loss_to_backward.backward()  # gradients reach only the trainable parameters
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
+                group["lr"] = cfg.lr_at(step, run.peak_lr)
+            loss = train_step(train_model, opt, params, idx, targets, cfg, run, step, ddp)
             step, tokens = step + 1, tokens + idx.numel()
-            if step % every == 0 or step == cfg.steps:
-                shown = evaluate(step, loss.item()) or {}
+            if step % run.every == 0 or step == cfg.steps:
+                shown = evaluate(step, loss) or {}
                 model.train()
-                checkpoint.save(model, opt, step, state)
+                checkpoint.save(model, opt, step, run.state)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens / (time.time() - t0):.0f}", **shown)
-            if on_step is not None:
-                on_step(step, loss.item())
+            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens / (time.time() - t0):.0f}", **shown)
+            if run.on_step is not None:
+                run.on_step(step, loss)
     except KeyboardInterrupt:
-        checkpoint.save(model, opt, step, state)
+        checkpoint.save(model, opt, step, run.state)
         raise
     finally:
         bar.close()
     return model
+
+
+def train_step(model, opt, params, idx, targets, cfg: LoopConfig, run: Run, step: int, ddp: bool) -> float:
+    """One optimizer step on one batch; returns its loss. A loss that is not finite stops the run."""
+    with autocast(run.device, cfg.bf16):
+        _, loss = model(idx, targets)
+    to_backward = loss
+    if ddp:  # the loss of the whole batch, whatever the shards' sizes
+        to_backward, loss = distributed.global_loss(loss, targets)
+    if not torch.isfinite(loss):  # stop before a NaN reaches the weights
+        raise FloatingPointError(f"loss became {loss.item()} at step {step} (peak lr {run.peak_lr:g}); "
+                                 "stopped with the last checkpoint kept: try a lower --lr")
+    opt.zero_grad(set_to_none=True)
+    to_backward.backward()  # gradients reach only the trainable parameters
+    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    opt.step()
+    return loss.item()
 
 
 # ---------------------------------------------------------------------------- tuning
@@ -216,7 +182,7 @@ def optimize(model, cfg: LoopConfig, peak_lr: float, next_batch, every: int, run
 
 @dataclass
 class TuneConfig(LoopConfig):
-    method: str = arg("prefix", "the method to train (see the table below)", choices=tuple(METHODS))
+    method: str = arg(DEFAULT_METHOD, "the method to train (see the table below)", choices=tuple(METHODS))
     task: str = arg("bare-reverse", "a task of the tiny world", choices=PRETRAIN_TASKS + DOWNSTREAM_TASKS)
     prompt_len: int = arg(10, "P: soft-prompt rows or prefix positions", low=1)
     reparam_dim: int | None = arg(None, "k, the width of P' (MLP methods only; default d_model)", low=1, high=65536)
@@ -227,17 +193,16 @@ class TuneConfig(LoopConfig):
     n_train: int = arg(2000, "training examples (at most: a lexicon split may be smaller)", low=1, high=100_000)
     n_dev: int = arg(200, "dev examples (at most, likewise)", low=1, high=10_000)
     prefix_layers: str = arg("all", "the layers that wear a prefix: all, bottom or top half (prefix methods only)",
-                             choices=("all", "bottom", "top"))
+                             choices=LAYERS)
     grad_checkpointing: bool = arg(False, "recompute blocks in backward instead of storing them (saves memory)")
 
     def __post_init__(self):
+        if self.method in RENAMED:
+            raise ValueError(f"--method {self.method} is now called {RENAMED[self.method]} (and a method trained "
+                             "through an MLP is its direct method's name plus -mlp, e.g. prefix-mlp)")
         super().__post_init__()
         m = METHODS[self.method]
-        if not m.mlp:
-            for name in ("reparam_dim", "hidden"):
-                if getattr(self, name) is not None:
-                    mlp = ", ".join(n for n, x in METHODS.items() if x.mlp)
-                    raise ValueError(f"--{name.replace('_', '-')} sets the MLP of {mlp}; {self.method} has none")
+        m.check_options(self.prefix_layers, self.reparam_dim, self.hidden)
         if self.init_text is not None:
             if self.init not in (None, "text"):
                 raise ValueError(f"--init-text starts the rows from a text, but --init is {self.init!r}: drop one")
@@ -245,9 +210,6 @@ class TuneConfig(LoopConfig):
         if self.init is not None and self.init not in m.inits:
             allowed = ", ".join(m.inits) or "none (every weight starts from the base)"
             raise ValueError(f"--init {self.init} is not available for {self.method}; its inits: {allowed}")
-        if self.prefix_layers != "all" and not m.is_prefix:
-            raise ValueError(f"--prefix-layers {self.prefix_layers}: {self.method} has no rows at every block; "
-                             "use a prefix method")
         if self.init == "text" and not self.init_text:
             raise ValueError("--init text needs --init-text with a non-empty text")
 
@@ -258,12 +220,9 @@ class TuneConfig(LoopConfig):
 
 def build_method(base: GPT, tok: Tokenizer, cfg: TuneConfig):
     """The model to train: the frozen base wearing cfg.method (or a trainable copy for full)."""
-    if cfg.prompt_len >= base.config.block_size:
-        raise ValueError(f"--prompt-len {cfg.prompt_len} leaves no room in the base's context "
-                         f"of {base.config.block_size} positions")
     ids = tok.encode(cfg.init_text) if cfg.init_text is not None else None
-    return METHODS[cfg.method].build(base, cfg.prompt_len, cfg.reparam_dim, cfg.hidden, cfg.init, ids, cfg.seed,
-                                     cfg.prefix_layers)
+    return METHODS[cfg.method].build(base, cfg.prompt_len, reparam_dim=cfg.reparam_dim, hidden=cfg.hidden,
+                                     init=cfg.init, init_ids=ids, seed=cfg.seed, layers=cfg.prefix_layers)
 
 
 def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu", progress=True,
@@ -294,12 +253,12 @@ def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu",
                 save_prompt(model, run_dir / "best.safetensors", base, {"task": cfg.task, "dev": dev, "step": step})
         return {"dev_em": f"{state['best']['dev']['exact_match']:.2f}"}
 
-    gpt = model if cfg.method == "full" else base  # the GPT whose blocks run (and are checkpointed)
+    gpt = model if METHODS[cfg.method].trains_base else base  # the GPT whose blocks run (and are checkpointed)
     gpt.grad_checkpointing = cfg.grad_checkpointing
+    batch = lambda rng: answer_batch(tok, rng.choices(train_exs, k=cfg.batch_size), device)  # noqa: E731
     try:
-        optimize(model, cfg, cfg.peak_lr, lambda rng: answer_batch(tok, rng.choices(train_exs, k=cfg.batch_size),
-                 device), cfg.eval_every, run_dir, device, on_eval, state, f"{cfg.method} on {cfg.task}",
-                 progress, on_step)
+        optimize(model, cfg, Run(cfg.peak_lr, batch, cfg.eval_every, run_dir, device, on_eval, state,
+                                 f"{cfg.method} on {cfg.task}", progress, on_step))
     finally:
         gpt.grad_checkpointing = False
     for k, v in base.state_dict().items():  # the promise of every method here: the base is never modified

@@ -18,7 +18,7 @@ if __name__ == "__main__":
     out, run_dir, interrupt_at = Path(sys.argv[1]), None if sys.argv[2] == "-" else sys.argv[2], int(sys.argv[3])
     torch.set_num_threads(1)
     distributed.setup("cpu")
-    cfg = TuneConfig(method="prefix", task="bare-reverse", prompt_len=4, hidden=16, steps=8, batch_size=9,
+    cfg = TuneConfig(method="prefix-mlp", task="bare-reverse", prompt_len=4, hidden=16, steps=8, batch_size=9,
                      eval_every=4, n_train=64, n_dev=16, lr=1e-2)  # 9 rows: shards of 5 and 4
 
     def on_step(step, loss):

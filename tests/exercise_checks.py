@@ -18,7 +18,7 @@ from minprefix.params import base_params, count_trainable, kv_prefix_params
 from minprefix.prefix import BlockInputPrefixGPT, PrefixBlock, PrefixGPT, rows_to_kv
 from minprefix.prompted import DirectPrefix, MLPPrefix
 from minprefix.soft_prompt import SoftPromptGPT
-from minprefix.train import exact_match, wilson_interval
+from minprefix.scoring import exact_match, wilson_interval
 
 EXERCISES = Path(__file__).resolve().parents[1] / "lessons" / "exercises"
 

@@ -116,7 +116,7 @@ def test_cli_tune_then_generate_with_the_artifact(capsys, tmp_path):
     and not the base's."""
     from minprefix.artifacts import load_prompt
 
-    main(["tune", "--method", "prefix-direct", "--task", "bare-uppercase", "--steps", "30", "--eval-every", "10",
+    main(["tune", "--method", "prefix", "--task", "bare-uppercase", "--steps", "30", "--eval-every", "10",
           "--n-dev", "50", "--run-dir", str(tmp_path)])
     assert "test exact match" in capsys.readouterr().out
     prompt = "'quiz': "
@@ -138,12 +138,12 @@ def test_cli_search_prompt_prints_before_and_after(capsys):
 
 
 def test_demo_runs_end_to_end_and_draws_its_figure(tmp_path, capsys):
-    from minprefix.demo import run_demo
+    from minprefix.lab.demo import run_demo
 
     rows = run_demo(load_base(), figure=tmp_path / "demo.png", steps=2, tasks=("bare-reverse",),
-                    methods=("soft", "prefix"), progress=False)
+                    methods=("soft", "prefix-mlp"), progress=False)
     assert (tmp_path / "demo.png").stat().st_size > 10_000
-    assert [r["method"] for r in rows] == ["soft", "prefix"]
+    assert [r["method"] for r in rows] == ["soft", "prefix-mlp"]
     assert "| base, no tuning |" in capsys.readouterr().out
 
 

@@ -16,13 +16,13 @@ from tqdm.auto import tqdm
 
 import minprefix.base
 import minprefix.cli
-import minprefix.compare
-import minprefix.grid
+import minprefix.lab.compare
+import minprefix.lab.grid
 import minprefix.train
 from minprefix.base import PretrainConfig, save_base
-from minprefix.bench import BenchConfig
+from minprefix.lab.bench import BenchConfig
 from minprefix.cli import build_parser, main
-from minprefix.compare import CompareConfig
+from minprefix.lab.compare import CompareConfig
 from minprefix.config import flag
 from minprefix.model import GPT, GPTConfig
 from minprefix.train import TuneConfig
@@ -71,12 +71,12 @@ def one_line_error(code, err, command):
 
 @pytest.mark.parametrize("argv, needle", [
     (["--steps", "-5"], "--steps must be at least 1, got -5"),
-    (["--method", "prefix", "--hidden", "0"], "--hidden must be at least 1 and at most 65536, got 0"),
+    (["--method", "prefix-mlp", "--hidden", "0"], "--hidden must be at least 1 and at most 65536, got 0"),
     (["--eval-every", "0"], "--eval-every must be at least 1, got 0"),
     (["--batch-size", "0"], "--batch-size must be at least 1 and at most 4096, got 0"),
     (["--lr", "nan"], "--lr must be a finite number"),
-    (["--method", "prefix", "--init", "text", "--init-text", "hi"], "--init text is not available for prefix"),
-    (["--method", "prefix-direct", "--hidden", "64"], "--hidden sets the MLP of"),
+    (["--method", "prefix-mlp", "--init", "text", "--init-text", "hi"], "--init text is not available for prefix-mlp"),
+    (["--method", "prefix", "--hidden", "64"], "--hidden sets the network of"),
     (["--method", "soft", "--init", "random", "--init-text", "hi"], "--init-text starts the rows from a text"),
     (["--method", "lora"], "--method 'lora' is not one of"),
 ])
@@ -93,7 +93,7 @@ def test_help_comes_from_the_config_fields_with_each_methods_inits_and_lr():
     text = build_parser()._subparsers._group_actions[0].choices["tune"].format_help()
     for f in dataclasses.fields(TuneConfig):
         assert flag(f.name) in text and f.metadata["help"].split()[0] in text, f.name
-    assert "prefix-direct" in text and "random, zero, vocab, text" in text and "lr 0.05" in text
+    assert "prefix-mlp" in text and "random, zero, vocab, text" in text and "lr 0.05" in text
 
 
 def test_a_run_whose_best_is_step_0_warns_that_the_artifact_is_untrained(tiny_base_dir, tmp_path):
@@ -156,7 +156,7 @@ def numeric_flags(config_cls, skip=()):
 
 
 COMMANDS = {  # command: (fixed arguments, {numeric flag: values})
-    "tune": (["--method", "prefix", "--task", "bare-reverse"], numeric_flags(TuneConfig)),
+    "tune": (["--method", "prefix-mlp", "--task", "bare-reverse"], numeric_flags(TuneConfig)),
     "pretrain": ([], numeric_flags(PretrainConfig)),
     "generate": (["--prompt", "'abc': "], {"--max-new-tokens": NUMBERS[int], "--temperature": NUMBERS[float],
                                              "--top-k": NUMBERS[int], "--seed": NUMBERS[int]}),
@@ -183,8 +183,8 @@ def short_runs(monkeypatch):
     monkeypatch.setattr(minprefix.base, "optimize", optimize)
     short_search = lambda *a, steps, **kw: real_search(*a, steps=min(steps, 2), **{**kw, "progress": False})  # noqa: E731
     monkeypatch.setattr(minprefix.cli, "search_prompt", short_search)
-    monkeypatch.setattr(minprefix.compare, "search_prompt", short_search)
-    for module in (minprefix.train, minprefix.grid, minprefix.compare):
+    monkeypatch.setattr(minprefix.lab.compare, "search_prompt", short_search)
+    for module in (minprefix.train, minprefix.lab.grid, minprefix.lab.compare):
         monkeypatch.setattr(module, "tqdm", lambda *a, **kw: tqdm(*a, **{**kw, "disable": True}))
 
 

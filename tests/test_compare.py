@@ -1,14 +1,16 @@
 """`minprefix compare` on a tiny grid, the grid runner's parallel and resumed paths, and prefixes on some layers."""
 
 import json
+import re
 
 import pytest
 import torch
 
-from minprefix import compare_report, grid
+from minprefix.lab import grid, report
 from minprefix.artifacts import load_prompt, save_prompt
-from minprefix.compare import QUICK, CompareConfig, run_compare
-from minprefix.grid import ResultStore, run_grid
+from minprefix.lab.compare import QUICK, CompareConfig, run_compare
+from minprefix.lab.report import write_report
+from minprefix.lab.grid import ResultStore, run_grid
 from minprefix.model import GPT, GPTConfig
 from minprefix.prefix import BlockInputPrefixGPT, PrefixGPT
 from minprefix.train import TuneConfig
@@ -23,7 +25,7 @@ def test_compare_writes_every_output_and_a_rerun_trains_nothing(tmp_path, monkey
     torch.manual_seed(0)
     base = GPT(GPTConfig(vocab_size=TOK.vocab_size, block_size=128, n_layer=2, n_head=2, d_model=16)).freeze()
     out, runs = tmp_path / "out", tmp_path / "runs"
-    data = run_compare(base, TOK, CompareConfig(**TINY), out, runs, progress=False)
+    data = write_report(run_compare(base, TOK, CompareConfig(**TINY), runs, progress=False), out)
     for name in ("compare.json", "compare.md", "compare_tasks.png", "compare_studies.png"):
         assert (out / name).stat().st_size > 0, name
     saved = json.loads((out / "compare.json").read_text())
@@ -32,14 +34,15 @@ def test_compare_writes_every_output_and_a_rerun_trains_nothing(tmp_path, monkey
     assert set(saved["studies"]) == {"main", "low_data", "prompt_len", "depth", "init", "shift"}
     assert {r["config"]["prefix_layers"] for r in saved["studies"]["depth"]} == {"bottom", "top", "all"}
     md = (out / "compare.md").read_text()
-    assert "## Claims" in md and "| full fine-tuning |" in md and "[" in md  # 8 test examples: intervals shown
+    assert "## Claims" in md and "| full fine-tuning |" in md
+    assert re.search(r"\| \d+\.\d % \[\d+, \d+\] ± ", md)  # 8 test examples: each cell shows its 95 % interval
     assert data["ensemble"]["reverse-upper"].keys() == {"mean", "vote"}
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished cell was trained again")
     monkeypatch.setattr(grid, "run_cell", no_training)
-    monkeypatch.setattr("minprefix.compare.search_prompt", no_training)
-    again = run_compare(base, TOK, CompareConfig(**TINY), out, runs, progress=False)
+    monkeypatch.setattr("minprefix.lab.compare.search_prompt", no_training)
+    again = write_report(run_compare(base, TOK, CompareConfig(**TINY), runs, progress=False), out)
     assert again["summary"]["main"] == saved["summary"]["main"]
 
 
@@ -71,11 +74,10 @@ def test_low_data_verdict_follows_its_rule():
     def verdict(gaps):
         s = {"low_data": {}}
         for n, gap in gaps.items():
-            s["low_data"][f"{compare_report.PREFIX}|{n}"] = {"mean": 0.5 + gap}
-            s["low_data"][f"{compare_report.FULL}|{n}"] = {"mean": 0.5}
-        rows = []
-        compare_report.low_data_claim({"low_data": list(gaps)}, s, lambda *a: rows.append(a))
-        return rows[0][3]
+            s["low_data"][f"{report.PREFIX}|{n}"] = {"mean": 0.5 + gap}
+            s["low_data"][f"{report.FULL}|{n}"] = {"mean": 0.5}
+        verdict = report.low_data({"config": {"low_data": list(gaps), "study_task": "t"}}, s, {})["verdict"]
+        return {"holds": True, "partly": None, "does not hold": False}[verdict]
     assert verdict({16: 0.2, 1024: 0.05}) is True
     assert verdict({16: 0.2, 1024: 0.3}) is None  # ahead, but the gap grows
     assert verdict({16: -0.1, 1024: 0.0}) is False

@@ -8,6 +8,8 @@ against the reference implementation on a tiny random model built from a config 
   keys/values, moved into minprefix's (n_layer, 2, n_head, P, head_dim) layout, give the same
   logits and the same greedy generation.
 - PEFT prompt tuning: PEFT's prompt rows give the same logits as SoftPromptGPT.
+- PEFT P-tuning (PromptEncoder, MLP variant): its weights copied into our `PTuningEncoder` give
+  the same prompt rows, logits and greedy tokens, and the same number of trainable parameters.
 
 Every check also has a "this test can fail" assert: a deliberately wrong input must not match.
 """
@@ -22,6 +24,7 @@ transformers = pytest.importorskip("transformers", reason=NEEDS_DEV)
 peft = pytest.importorskip("peft", reason=NEEDS_DEV)
 
 from minprefix.model import GPT  # noqa: E402
+from minprefix.params import count_trainable  # noqa: E402
 from minprefix.prefix import PrefixGPT  # noqa: E402
 from minprefix.soft_prompt import SoftPromptGPT  # noqa: E402
 
@@ -222,6 +225,79 @@ def test_soft_prompt_logits_match_peft():
     with torch.no_grad():
         shuffled, _ = SoftPromptGPT.from_embeddings(ours.base, rows.flip(0)).eval()(idx)
     assert not torch.allclose(shuffled, want[:, P:], atol=1e-3)
+
+
+# --- 3b. P-tuning ------------------------------------------------------------------------------
+
+
+def peft_ptuning_model(hidden: int | None = 16, seed: int | None = 5):
+    """A PEFT P-tuning model (MLP prompt encoder) on a tiny GPT-2; seed=None keeps PEFT's own init."""
+    config = peft.PromptEncoderConfig(
+        task_type="CAUSAL_LM", num_virtual_tokens=P, encoder_reparameterization_type="MLP",
+        encoder_hidden_size=hidden,  # None: PEFT takes token_dim
+    )
+    model = peft.get_peft_model(tiny_gpt2(), config).eval()
+    if seed is not None:
+        randomize_(model.prompt_encoder["default"], seed)
+    return model
+
+
+def ptuning_from_peft(peft_model, hidden: int = 16) -> SoftPromptGPT:
+    """Our P-tuning soft prompt holding a copy of PEFT's encoder: its table E and its MLP head."""
+    encoder = peft_model.prompt_encoder["default"]
+    # the MLP variant is exactly Linear, ReLU, Linear, ReLU, Linear: no LSTM, no dropout
+    assert not hasattr(encoder, "lstm_head")
+    assert [type(m) for m in encoder.mlp_head] == [torch.nn.Linear, torch.nn.ReLU] * 2 + [torch.nn.Linear]
+    base = GPT.from_hf(peft_model.get_base_model())
+    ours = SoftPromptGPT(base, P, reparam_dim=D, hidden=hidden, encoder="ptuning").eval()
+    with torch.no_grad():
+        ours.rows.embedding.copy_(encoder.embedding.weight)  # E (P, d): virtual token ids 0..P-1
+        ours.rows.mlp.load_state_dict(encoder.mlp_head.state_dict())  # strict: same layers, same shapes
+    return ours
+
+
+def test_ptuning_logits_match_peft():
+    peft_model = peft_ptuning_model()
+    ours = ptuning_from_peft(peft_model)
+    with torch.no_grad():
+        want_rows = peft_model.get_prompt(batch_size=1)[0]  # (P, d_model): the encoder's output
+    assert want_rows.shape == (P, D)
+    torch.testing.assert_close(ours.rows(), want_rows, atol=ATOL, rtol=0)
+    idx = batch()
+    with torch.no_grad():
+        want = peft_model(input_ids=idx, attention_mask=torch.ones_like(idx)).logits
+        got, _ = ours(idx)
+        merged, _ = ours.merge().eval()(idx)  # the stored form keeps the logits
+    # PEFT returns logits for the P prompt positions too; ours are for the real tokens only.
+    assert want.shape == (idx.size(0), P + idx.size(1), VOCAB)
+    torch.testing.assert_close(got, want[:, P:], atol=ATOL, rtol=0)
+    torch.testing.assert_close(merged, want[:, P:], atol=ATOL, rtol=0)
+    # can fail: the table E put in directly (the encoder skipped) is another prompt
+    table = peft_model.prompt_encoder["default"].embedding.weight.detach()
+    with torch.no_grad():
+        skipped, _ = SoftPromptGPT.from_embeddings(ours.base, table).eval()(idx)
+    assert not torch.allclose(skipped, want[:, P:], atol=1e-3)
+
+
+def test_ptuning_greedy_generation_matches_peft():
+    peft_model = peft_ptuning_model()
+    ours = ptuning_from_peft(peft_model)
+    idx, n = batch(T=5), 10
+    want = greedy_by_forward(peft_model, idx, n)
+    assert want.shape == (idx.size(0), idx.size(1) + n)
+    assert torch.equal(ours.generate(idx, n, top_k=1), want)
+    # can fail: the base model alone (no prompt) continues differently
+    assert not torch.equal(ours.base.generate(idx, n, top_k=1), want)
+
+
+@pytest.mark.parametrize("hidden", [16, None], ids=["hidden16", "hidden=d"])
+def test_ptuning_trainable_count_matches_peft(hidden):
+    """What trains is E and the MLP head, in PEFT as in ours: P*d + d*h + h + h*h + h + h*d + d."""
+    peft_model = peft_ptuning_model(hidden, seed=None)
+    h = hidden or D
+    ours = SoftPromptGPT(GPT.from_hf(peft_model.get_base_model()), P, reparam_dim=D, hidden=h, encoder="ptuning")
+    trainable, _ = peft_model.get_nb_trainable_parameters()
+    assert trainable == count_trainable(ours) == P * D + D * h + h + h * h + h + h * D + D
 
 
 # --- 4. greedy generation with a prefix ----------------------------------------------------------

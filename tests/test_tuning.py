@@ -11,6 +11,7 @@ from minprefix.methods import METHODS, count_table
 from minprefix.params import (base_params, block_prefix_params, count_stored, count_trainable, gpt2_config,
                               kv_prefix_params, reparam_params, soft_prompt_params)
 from minprefix.prefix import BlockInputPrefixGPT, PrefixGPT
+from minprefix.prompted import MLP_HIDDEN
 from minprefix.soft_prompt import SoftPromptGPT
 from minprefix.train import TuneConfig, build_method, make_optimizer, tune
 from minprefix.world import Tokenizer, examples
@@ -25,7 +26,7 @@ def tiny_base(seed=0, n_layer=2):
 
 def quick(method, **kw):
     small = dict(task="bare-reverse", prompt_len=4, steps=12, batch_size=8, eval_every=4, n_train=64, n_dev=16)
-    if METHODS[method].mlp:
+    if METHODS[method].reparam:
         small["hidden"] = 16
     return TuneConfig(method=method, **{**small, **kw})
 
@@ -43,7 +44,7 @@ def test_base_is_bit_identical_and_gets_no_gradient(method):
     assert history[-1]["step"] == 12
 
 
-@pytest.mark.parametrize("method", ["soft", "prefix", "block-prefix"])
+@pytest.mark.parametrize("method", ["soft", "prefix-mlp", "block-prefix"])
 def test_optimizer_holds_only_the_methods_parameters(method):
     model = build_method(tiny_base(), TOK, quick(method))
     opt = make_optimizer(model.parameters(), 1e-3, 0.0)
@@ -61,7 +62,7 @@ def test_full_fine_tuning_trains_a_copy():
 
 
 def test_same_seed_same_numbers():
-    runs = [tune(tiny_base(), TOK, quick("prefix"), progress=False)[1] for _ in range(2)]
+    runs = [tune(tiny_base(), TOK, quick("prefix-mlp"), progress=False)[1] for _ in range(2)]
     strip = lambda h: [(r["step"], r["dev_loss"], r["train_loss"]) for r in h]
     assert strip(runs[0]) == strip(runs[1])
 
@@ -83,7 +84,7 @@ def test_tuning_learns_a_task_the_base_cannot_do():
 
 
 def test_interrupted_run_resumes_to_the_same_result(tmp_path):
-    cfg = quick("prefix-direct")
+    cfg = quick("prefix")
     full, full_hist = tune(tiny_base(), TOK, cfg, progress=False)
 
     def interrupt(step, loss):
@@ -127,8 +128,8 @@ def test_nan_stops_with_a_clear_message_and_keeps_the_best(tmp_path):
 
 def test_continue_from_an_artifact(tmp_path):
     base = tiny_base()
-    first, hist = tune(base, TOK, quick("prefix-direct", lr=0.05), run_dir=tmp_path / "a", progress=False)
-    _, again = tune(base, TOK, quick("prefix-direct", lr=0.05), run_dir=tmp_path / "b", progress=False,
+    first, hist = tune(base, TOK, quick("prefix", lr=0.05), run_dir=tmp_path / "a", progress=False)
+    _, again = tune(base, TOK, quick("prefix", lr=0.05), run_dir=tmp_path / "b", progress=False,
                     init_from=tmp_path / "a" / "best.safetensors")
     best = min(hist, key=lambda h: (-h["dev_exact_match"], h["dev_loss"]))
     assert again[0]["dev_loss"] == pytest.approx(best["dev_loss"], abs=1e-6)  # starts where the first ended
@@ -266,8 +267,8 @@ def test_formulas_equal_the_modules_built():
     assert count_trainable(BlockInputPrefixGPT(base, P, reparam_dim=k, hidden=h)) == reparam_params(P, k, h, L * d)
     assert count_stored(PrefixGPT(base, P, reparam_dim=k, hidden=h)) == kv_prefix_params(L, P, d)
     for m in METHODS.values():  # the table's closed forms against the modules each method builds
-        model = m.build(base, P, k, h)
-        assert count_trainable(model) == m.trainable(base.config, P, k, h), m.name
+        model = m.build(base, P, reparam_dim=k if m.reparam == "mlp" else None, hidden=h if m.reparam else None)
+        assert count_trainable(model) == m.trainable(base.config, P, k, h if m.reparam else MLP_HIDDEN), m.name
         assert count_stored(model) == m.stored(base.config, P), m.name
 
 
@@ -278,30 +279,30 @@ def test_gpt2_family_counts():
         with torch.device("meta"):  # the closed form against the module built (no memory, no weights)
             assert base_params(config) == GPT(config).num_params()
     medium = {r["method"]: r for r in count_table(gpt2_config("gpt2-medium"), P=10, h=512)}
-    assert medium["soft prompt"]["trainable"] == 10 * 1024  # one P x d matrix: 10 x 1024 = 10,240
-    assert medium["block-input prefix"]["stored"] == 245_760  # 24 such matrices, one per block
-    assert medium["key/value prefix"]["stored"] == 491_520  # 2 * 24 * 10 * 1024
-    assert medium["key/value prefix + MLP"]["trainable"] == 25_750_016  # Li & Liang's training-time MLP
+    assert medium["soft"]["trainable"] == 10 * 1024  # one P x d matrix: 10 x 1024 = 10,240
+    assert medium["block-prefix"]["stored"] == 245_760  # 24 such matrices, one per block
+    assert medium["prefix"]["stored"] == 491_520  # 2 * 24 * 10 * 1024
+    assert medium["prefix-mlp"]["trainable"] == 25_750_016  # Li & Liang's training-time MLP
 
 
 def test_continuing_from_an_artifact_of_another_length_is_a_clear_error(tmp_path):
     base = tiny_base()
     save_prompt(PrefixGPT(base, 3), tmp_path / "p.safetensors", base)
     with pytest.raises(ValueError, match="match --prompt-len"):
-        tune(base, TOK, quick("prefix-direct"), progress=False, init_from=tmp_path / "p.safetensors")
-    with pytest.raises(ValueError, match="holds a prefix-direct artifact; this run trains soft"):
-        tune(base, TOK, quick("soft"), progress=False, init_from=tmp_path / "p.safetensors")
-    with pytest.raises(ValueError, match="continue with prefix-direct, the direct method"):
         tune(base, TOK, quick("prefix"), progress=False, init_from=tmp_path / "p.safetensors")
+    with pytest.raises(ValueError, match="holds a prefix artifact; this run trains soft"):
+        tune(base, TOK, quick("soft"), progress=False, init_from=tmp_path / "p.safetensors")
+    with pytest.raises(ValueError, match="continue with prefix, the direct method"):
+        tune(base, TOK, quick("prefix-mlp"), progress=False, init_from=tmp_path / "p.safetensors")
 
 
 # ---------------------------------------------------------------------------- grids
 
 
 def test_grid_resumes_without_recomputing_a_finished_cell(tmp_path, monkeypatch):
-    import minprefix.grid as grid
+    import minprefix.lab.grid as grid
 
-    configs = [quick("soft", seed=s, steps=4) for s in (0, 1)] + [quick("prefix-direct", steps=4)]
+    configs = [quick("soft", seed=s, steps=4) for s in (0, 1)] + [quick("prefix", steps=4)]
     path = tmp_path / "grid.json"
     first = grid.run_grid(tiny_base(), TOK, configs[:2], path, progress=False, n_test=16)
     calls = []
@@ -309,14 +310,14 @@ def test_grid_resumes_without_recomputing_a_finished_cell(tmp_path, monkeypatch)
     monkeypatch.setattr(grid, "tune", lambda *a, **k: calls.append(a[2]) or real_tune(*a, **k))
     again = grid.run_grid(tiny_base(), TOK, configs, path, progress=False, n_test=16)
     assert calls == [configs[2]]  # only the new cell ran
-    assert again[:2] == first and again[2]["config"]["method"] == "prefix-direct"
+    assert again[:2] == first and again[2]["config"]["method"] == "prefix"
     rows = grid.summarize(again, by=("method",))
     soft = next(r for r in rows if r["method"] == "soft")
     assert soft["n"] == 2 and soft["mean"] == (first[0]["dev"] + first[1]["dev"]) / 2
 
 
 def test_grid_records_a_diverged_run_instead_of_stopping():
-    import minprefix.grid as grid
+    import minprefix.lab.grid as grid
 
     results = grid.run_grid(tiny_base(), TOK, [quick("soft", lr=1e30, steps=3)], progress=False, n_test=8)
     assert results[0]["diverged"] and "loss became" in results[0]["diverged"] and results[0]["dev"] == 0.0

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import arg, validate
-from .methods import METHODS
-from .model import GPT, GPTConfig, autocast
-from .train import make_optimizer
+from ..config import arg, validate
+from ..methods import FULL, PREFIX, PREFIX_MLP, SOFT
+from ..model import GPT, GPTConfig, autocast
+from ..scoring import table
+from ..train import make_optimizer
 
 
 @dataclass
@@ -35,8 +36,7 @@ class BenchConfig:
 
     def __post_init__(self):
         validate(self)
-        if self.d_model % self.n_head:
-            raise ValueError(f"--d-model {self.d_model} must be divisible by --n-head {self.n_head}")
+        self.gpt_config()  # the model's own checks (d_model divisible by n_head), before any work
 
     def gpt_config(self) -> GPTConfig:
         block = max(self.prompt_len + self.seq_len, self.prompt_len + self.gen_prompt + self.gen_new)
@@ -136,13 +136,12 @@ def profile_steps(steps: dict, repeats: int) -> dict[str, dict[str, float]]:
 def print_profile(p: dict):
     kinds = ["matrix products", "attention", "GELU", "LayerNorm", "everything else"]
     names = list(p)
-    ratios = " | ".join(f"{n} / full" for n in names[1:])
-    print(f"\n| ms per step (profiler, CPU time) | {' | '.join(names)} | {ratios} |")
-    print("| --- |" + " ---: |" * (2 * len(names) - 1))
+    rows = []
     for kind in kinds + ["total"]:
         v = {n: sum(p[n].values()) if kind == "total" else p[n].get(kind, 0.0) for n in names}
-        print(f"| {kind} | " + " | ".join(f"{v[n]:.0f}" for n in names) + " | "
-              + " | ".join(f"{v[n] / v['full']:.2f}" if v["full"] else "-" for n in names[1:]) + " |")
+        rows.append([kind] + [f"{v[n]:.0f}" for n in names]
+                    + [f"{v[n] / v[FULL.name]:.2f}" if v[FULL.name] else "-" for n in names[1:]])
+    print("\n" + table(["ms per step (profiler, CPU time)"] + names + [f"{n} / full" for n in names[1:]], rows))
 
 
 def greedy_no_cache(model, idx, n):
@@ -171,7 +170,7 @@ def run_bench(cfg: BenchConfig, device="cpu", peft_too=True, progress=print, pro
     base = GPT(cfg.gpt_config()).to(device).freeze()
     idx = torch.randint(0, cfg.vocab_size, (cfg.batch_size, cfg.seq_len + 1), device=device)
     batch = (idx[:, :-1], idx[:, 1:])
-    models = {name: METHODS[name].build(base, cfg.prompt_len).to(device) for name in ("full", "prefix", "soft")}
+    models = {m.name: m.build(base, cfg.prompt_len).to(device) for m in (FULL, PREFIX_MLP, SOFT)}
     steps = {name: train_step(m, batch, cfg.bf16, device) for name, m in models.items()}
     progress(f"timing training steps: {cfg.n_layer} layers, d_model {cfg.d_model}, batch {cfg.batch_size} x "
              f"{cfg.seq_len}, P={cfg.prompt_len}, on {device}")
@@ -182,11 +181,11 @@ def run_bench(cfg: BenchConfig, device="cpu", peft_too=True, progress=print, pro
         result_profile = profile_steps({name: s[0] for name, s in steps.items()}, max(1, cfg.repeats // 3))
     result = {
         "device": str(device), "config": cfg.__dict__, "seconds_per_step": t,
-        "prefix_over_full_step": t["prefix"] / t["full"], "soft_over_full_step": t["soft"] / t["full"],
-        "peak_mem_bytes": mem, "prefix_over_full_peak_mem": mem["prefix"] / mem["full"],
+        "prefix_over_full_step": t[PREFIX_MLP.name] / t[FULL.name], "soft_over_full_step": t[SOFT.name] / t[FULL.name],
+        "peak_mem_bytes": mem, "prefix_over_full_peak_mem": mem[PREFIX_MLP.name] / mem[FULL.name],
     }
     progress("timing generation with and without the KV cache")
-    prefix = METHODS["prefix-direct"].build(base, cfg.prompt_len, init="random").to(device).eval()
+    prefix = PREFIX.build(base, cfg.prompt_len, init="random").to(device).eval()
     prompt = idx[:1, : cfg.gen_prompt]
     cached, out = tokens_per_second(lambda: prefix.generate(prompt, cfg.gen_new, top_k=1), cfg.gen_new,
                                     max(1, cfg.repeats // 3), device)
@@ -217,7 +216,7 @@ def peft_rows(cfg: BenchConfig, device, progress) -> dict:
     )).to(device)
     base = GPT.from_hf(hf).to(device).freeze()
     theirs = peft.get_peft_model(hf, peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=cfg.prompt_len))
-    ours = METHODS["prefix-direct"].build(base, cfg.prompt_len, init="random").to(device)
+    ours = PREFIX.build(base, cfg.prompt_len, init="random").to(device)
     with torch.no_grad():  # the same prefix in both: ours is PEFT's (n_layer, 2, n_head, P, head_dim) keys and values
         cache = theirs.get_prompt(batch_size=1)
         kv = torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in cache.layers])
@@ -269,10 +268,9 @@ def print_table(r: dict):
             ("minprefix prefix step / PEFT prefix step", "minprefix_over_peft_prefix_step", "at most 0.70"),
             ("greedy tokens/s, minprefix / transformers+PEFT", "generate_speedup_vs_peft", "at least 2"),
             ("greedy tokens/s, KV cache / no cache", "generate_cache_speedup", "")]
-    print(f"\n| ratio ({r['device']}) | measured | goal |\n| --- | ---: | --- |")
-    for label, key, goal in rows:
-        value = f"{r[key]:.2f}" if key in r else f"skipped: {r.get('peft_skipped', '')}"
-        print(f"| {label} | {value} | {goal} |")
+    print("\n" + table([f"ratio ({r['device']})", "measured", "goal"],
+                        [[label, f"{r[key]:.2f}" if key in r else f"skipped: {r.get('peft_skipped', '')}", goal]
+                         for label, key, goal in rows]))
     ms = {k: f"{1000 * v:.1f} ms" for k, v in r["seconds_per_step"].items()}
     print(f"\nsteps: {ms}; same tokens with and without the cache: {r['generate_cache_same_tokens']}"
           + (f"; same tokens as transformers+PEFT: {r['generate_same_tokens_as_peft']}"

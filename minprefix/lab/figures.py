@@ -8,9 +8,9 @@
 
 from pathlib import Path
 
-from .methods import count_table
-from .model import GPTConfig
-from .params import GPT2_FAMILY, gpt2_config
+from ..methods import FULL, METHODS, PREFIX_MLP, count_table
+from ..model import GPTConfig
+from ..params import GPT2_FAMILY, gpt2_config
 
 
 def _plt():
@@ -92,13 +92,12 @@ def plot_share_by_width(path=None, base_config: GPTConfig | None = None, prompt_
     models = {name: gpt2_config(name) for name in GPT2_FAMILY}
     if base_config is not None:
         models = {"shipped base": base_config, **models}
-    methods = ("soft prompt", "block-input prefix", "key/value prefix", "key/value prefix + MLP")
+    methods = [m.name for m in METHODS.values() if not m.trains_base]
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     widths = [c.d_model for c in models.values()]
     for method in methods:
-        shares = [next(r for r in count_table(c, prompt_len) if r["method"] == method)["trainable_share"]
-                  for c in models.values()]
-        ax.plot(widths, [100 * s for s in shares], marker="o", label=method)
+        rows = [next(r for r in count_table(c, prompt_len) if r["method"] == method) for c in models.values()]
+        ax.plot(widths, [100 * r["trainable_share"] for r in rows], marker="o", label=rows[0]["label"])
     ax.set(xscale="log", yscale="log", xlabel="model (d_model)", ylabel="trains while tuning, % of the model (log)",
            title=f"What trains, P = {prompt_len} (the MLP: hidden width 512; stored, it is the key/value prefix)")
     ax.set_xticks(widths, [f"{name.removeprefix('gpt2-')}\n({c.d_model})" for name, c in models.items()], fontsize=7)
@@ -163,7 +162,7 @@ def plot_compare_studies(cfg: dict, s: dict, path=None):
         ax.errorbar(xs, [100 * st["mean"] for st in stats], yerr=[100 * st["std"] for st in stats], marker="o",
                     capsize=3, label=label)
 
-    prefix, full = "key/value prefix + MLP", "full fine-tuning"
+    prefix, full = PREFIX_MLP.label, FULL.label  # the low-data study's two rows (compare.PREFIX and compare.FULL)
     for name in (prefix, full):
         line(axes[0], cfg["low_data"], [s["low_data"][f"{name}|{n}"] for n in cfg["low_data"]], name)
     axes[0].set(xscale="log", xlabel="training examples", title=f"low data ({cfg['study_task']})")
@@ -178,7 +177,7 @@ def plot_compare_studies(cfg: dict, s: dict, path=None):
                 capsize=3, color="#7aa6c2")
     axes[2].set(xlabel="layers wearing the prefix", title=f"depth ({cfg['study_task']})")
     inits = ["random", "vocab", "text"]
-    for k, m in enumerate(("soft", "prefix-direct")):
+    for k, m in enumerate(sorted({key.split("|")[0] for key in s["init"]})):
         axes[3].bar([i + 0.4 * k for i in range(3)], [100 * s["init"][f"{m}|{i}"]["mean"] for i in inits], 0.4,
                     yerr=[100 * s["init"][f"{m}|{i}"]["std"] for i in inits], capsize=3, label=m)
     axes[3].set_xticks([i + 0.2 for i in range(3)], inits)

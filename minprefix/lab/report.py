@@ -8,11 +8,12 @@ import json
 import statistics
 from pathlib import Path
 
-from .artifacts import atomic_save
-from .compare import FULL, PREFIX, PREFIX_DIRECT, SHIFT_VARIANTS, SOFT, VARIANTS, lr_of
+from ..artifacts import atomic_write_text
+from ..scoring import percent, table
+from .compare import (FULL, INIT_STUDY, PREFIX, PREFIX_DIRECT, SHIFT_VARIANTS, SOFT, SOFT_INITS, VARIANTS,
+                      lr_of)
 from .figures import close, plot_compare_studies, plot_compare_tasks
-from .train import percent
-from .world import NEW_SKILL_TASKS
+from ..world import NEW_SKILL_TASKS
 
 UNTRAINED = ("copy baseline", "base, bare input", "hand-written template", "discrete search start", "discrete search")
 
@@ -31,8 +32,8 @@ def stats(results: list[dict], value="test") -> dict:
 
 def cell(s: dict) -> str:
     """mean ± std over seeds, as a percentage; with the 95 % interval of the mean when a split is under 100."""
-    text = percent(s["mean"], s["n"]) if s["n"] < 100 else f"{100 * s['mean']:.1f} %"
-    return f"{text} ± {100 * s['std']:.1f}" + (f" ({s['diverged']} diverged)" if s.get("diverged") else "")
+    diverged = f" ({s['diverged']} diverged)" if s.get("diverged") else ""
+    return f"{percent(s['mean'], s['n'])} ± {100 * s['std']:.1f}{diverged}"
 
 
 def group(results: list[dict], *fields) -> dict:
@@ -77,109 +78,153 @@ def task_mean(main: dict, variant: str, tasks) -> float:
     return statistics.fmean(main[f"{variant}|{t}"]["test"]["mean"] for t in tasks)
 
 
-def low_data_claim(cfg: dict, s: dict, claim):
-    ld, ns = s["low_data"], cfg["low_data"]
+def claim(name: str, paper: str, here: str, holds: bool | None, rule: str) -> dict:
+    """One row of the claims table: the paper's numbers, ours, the rule and its verdict (None: partly)."""
+    return {"claim": name, "paper": paper, "here": here, "rule": rule,
+            "verdict": {True: "holds", False: "does not hold", None: "partly"}[holds]}
+
+
+def partly(full: bool, some: bool) -> bool | None:
+    """A verdict with a middle: True if the whole rule holds, None if only its first part, else False."""
+    return True if full else (None if some else False)
+
+
+# Each claim is a small rule over the summary: (data, summary, tasks) -> one row. `tasks` splits the
+# main table's tasks by kind, since eliciting a skill (bare) and composing two (composed) are different claims.
+
+def matches_full(data, s, tasks):
+    prefix, full = (task_mean(s["main"], v, tasks["all"]) for v in (PREFIX, FULL))
+    return claim("Prefix tuning matches full fine-tuning (Li & Liang)", "E2E BLEU 70.3 (prefix, 0.1 %) vs 68.8 (full)",
+                 f"{percent(prefix)} vs {percent(full)} mean test exact match over {len(tasks['all'])} tasks",
+                 prefix >= full - 0.05, "prefix within 5 points of full, or ahead")
+
+
+def soft_below_prefix(data, s, tasks):
+    soft, prefix = (task_mean(s["main"], v, tasks["all"]) for v in (SOFT, PREFIX))
+    return claim("Embedding-only (soft prompt) is weaker than a prefix at every layer (Li & Liang)",
+                 "62.2 vs 70.3 BLEU", f"{percent(soft)} vs {percent(prefix)}", soft < prefix,
+                 "soft prompt's mean below the prefix's")
+
+
+def direct_unstable(data, s, tasks):
+    heads, main = data["config"]["headline_tasks"], s["main"]
+    std = {v: statistics.fmean(main[f"{v}|{t}"]["test"]["std"] for t in heads) for v in (PREFIX_DIRECT, PREFIX)}
+    mean = {v: task_mean(main, v, tasks["all"]) for v in (PREFIX_DIRECT, PREFIX)}
+    swing = {v: max(val for k, val in s["sweep"].items() if k.startswith(v + "|")) -
+             min(val for k, val in s["sweep"].items() if k.startswith(v + "|")) for v in (PREFIX_DIRECT, PREFIX)}
+    return claim("Direct optimization of the prefix is unstable; the MLP stabilizes it (Li & Liang §4.3)",
+                 "qualitative: direct 'unstable', 'very sensitive to initialization'",
+                 f"seed std {100 * std[PREFIX_DIRECT]:.1f} vs {100 * std[PREFIX]:.1f} points, lr-sweep range "
+                 f"{100 * swing[PREFIX_DIRECT]:.1f} vs {100 * swing[PREFIX]:.1f} points, mean "
+                 f"{percent(mean[PREFIX_DIRECT])} vs {percent(mean[PREFIX])} (direct vs MLP)",
+                 partly(std[PREFIX_DIRECT] > std[PREFIX] and mean[PREFIX_DIRECT] < mean[PREFIX],
+                        mean[PREFIX_DIRECT] < mean[PREFIX]),
+                 "direct has the larger seed spread and the lower mean (partly: only the lower mean)")
+
+
+def low_data(data, s, tasks):
+    cfg, ld = data["config"], s["low_data"]
+    ns = cfg["low_data"]
     gap = {n: ld[f"{PREFIX}|{n}"]["mean"] - ld[f"{FULL}|{n}"]["mean"] for n in ns}
-    claim("In low data, prefix tuning beats full fine-tuning; the gap shrinks with more data (Li & Liang §6.3)",
-          "+2.9 BLEU on average over 50-500 examples",
-          ", ".join(f"n={n}: {100 * gap[n]:+.1f}" for n in ns) + " points (prefix minus full)",
-          True if gap[ns[0]] > 0 and gap[ns[-1]] < gap[ns[0]] else (None if gap[ns[0]] > 0 else False),
-          "prefix ahead at the smallest n, and by less at the largest (partly: only ahead)")
+    return claim(f"In low data, prefix tuning beats full fine-tuning; the gap shrinks with more data (Li & Liang "
+                 f"§6.3), on {cfg['study_task']} only", "+2.9 BLEU on average over 50-500 examples",
+                 ", ".join(f"n={n}: {100 * gap[n]:+.1f}" for n in ns) + " points (prefix minus full)",
+                 partly(gap[ns[0]] > 0 and gap[ns[-1]] < gap[ns[0]], gap[ns[0]] > 0),
+                 "prefix ahead at the smallest n, and by less at the largest (partly: only ahead)")
+
+
+def prompt_length(data, s, tasks):
+    pl = s["prompt_len"]
+    lens = [int(p) for p in pl]
+    mid = 10 if 10 in lens else lens[len(lens) // 2]
+    return claim("Gains flatten past a prompt length of about 10-20 (Li & Liang §7.1, Lester §3.2)",
+                 "Li & Liang: best near 200 (summarization) / 10 (table-to-text); Lester: little past 20",
+                 ", ".join(f"P={p}: {percent(pl[str(p)]['mean'])}" for p in lens),
+                 pl[str(lens[-1])]["mean"] - pl[str(mid)]["mean"] <= 0.02, f"at most 2 points gained past P={mid}")
+
+
+def depth(data, s, tasks):
+    d = {k: v["mean"] for k, v in s["depth"].items()}
+    return claim("Prefixes near the output matter more; all layers are best (P-tuning v2 §4.4)",
+                 "depth ablation: the layers nearest the output come close to all layers; those nearest the input "
+                 "do not", ", ".join(f"{k}: {percent(d[k])}" for k in ("bottom", "top", "all")),
+                 partly(d["all"] >= max(d["top"], d["bottom"]) - 0.02 and d["top"] >= d["bottom"],
+                        d["top"] >= d["bottom"]),
+                 "top half ahead of bottom half, all layers within 2 points of the best (partly: only the first)")
+
+
+def text_init(data, s, tasks):
+    ini, n = s["init"], data["config"]["init_n_train"]
+    best_text = [m for m in INIT_STUDY if ini[f"{m}|text"]["mean"] >=
+                 max(ini[f"{m}|{i}"]["mean"] for i in SOFT_INITS)]
+    return claim(f"Initializing from real text helps in low data (Li & Liang §7.3; Lester §3.2), n={n}",
+                 "Li & Liang: real-word init beats random in low data; Lester: class labels > sampled vocab > random",
+                 "; ".join(f"{m}: " + ", ".join(f"{i} {percent(ini[f'{m}|{i}']['mean'])}" for i in SOFT_INITS)
+                           for m in INIT_STUDY),
+                 partly(len(best_text) == len(INIT_STUDY), bool(best_text)),
+                 "text init the best of the three for every method (partly: for some)")
+
+
+def new_skill(data, s, tasks):
+    cfg, sh, main = data["config"], s["shift"], s["main"]
+    prompt_vs = [v for v in SHIFT_VARIANTS if v != FULL]
+    on = {kind: statistics.fmean(task_mean(main, v, tasks[kind]) for v in prompt_vs) if tasks[kind]
+          else float("nan") for kind in ("bare", "composed")}
+    best_prompt = max(sh[v]["mean"] for v in prompt_vs)
+    return claim("Prompts elicit and combine skills but cannot learn a new one (Petrov, Torr & Bibi 2024)",
+                 "proof: a prefix only biases attention outputs",
+                 f"{NEW_SKILL_TASKS[0]} ({cfg['shift_factor']}x steps): best prompt method "
+                 f"{percent(best_prompt)}, full {percent(sh[FULL]['mean'])}; prompt methods' mean on bare tasks "
+                 f"{percent(on['bare'])}, on composed {percent(on['composed'])}",
+                 best_prompt <= 0.05 and sh[FULL]["mean"] >= 0.5 and on["bare"] >= 0.5,
+                 "every prompt method at most 5 % on the new skill, full at least 50 %, prompts at least 50 % on "
+                 "bare tasks")
+
+
+def ensembles(data, s, tasks):
+    ens, singles = data["ensemble"], soft_singles(data)
+    wins = [t for t in ens if ens[t]["mean"] >= max(singles[t])]
+    return claim("An ensemble of prompts beats the best single prompt (Lester §7)",
+                 "SuperGLUE 5-prompt ensemble 90.5 vs best single 90.0 (T5-XXL)",
+                 "; ".join(f"{t}: mean-log-prob {percent(ens[t]['mean'])}, vote {percent(ens[t]['vote'])}, "
+                           f"best single {percent(max(singles[t]))}, average single "
+                           f"{percent(statistics.fmean(singles[t]))}" for t in ens),
+                 partly(len(wins) == len(ens), bool(wins)),
+                 "mean-log-prob ensemble at least the best single prompt on every headline task (partly: on some)")
+
+
+def search(data, s, tasks):
+    main = s["main"]
+    start, found = (statistics.fmean(main[f"{row}|{t}"]["test"]["mean"] for t in tasks["all"])
+                    for row in ("discrete search start", "discrete search"))
+    return claim("Gradient-guided token search improves a prompt (AutoPrompt)", "SST-2 (RoBERTa): 85.2 -> 91.4 %",
+                 f"{percent(start)} -> {percent(found)} (mean over tasks); soft prompt "
+                 f"{percent(task_mean(main, SOFT, tasks['all']))}", found > start,
+                 "the search's result above its start")
+
+
+def small_scale(data, s, tasks):
+    on = tasks["composed"] or tasks["all"]
+    soft, full = (task_mean(s["main"], v, on) for v in (SOFT, FULL))
+    return claim("At small scale a soft prompt falls short of full fine-tuning (Lester: they meet only near 11 B)",
+                 "T5-Small SuperGLUE: prompt ~60 vs model tuning ~67; equal at XXL",
+                 f"composed tasks: soft {percent(soft)} vs full {percent(full)}", soft < full - 0.05,
+                 "soft prompt more than 5 points behind full on the composed tasks")
+
+
+CLAIMS = (matches_full, soft_below_prefix, direct_unstable, low_data, prompt_length, depth, text_init, new_skill,
+          ensembles, search, small_scale)
 
 
 def verdicts(data: dict, s: dict) -> list[dict]:
     """One row per claim: the paper's numbers, ours, and the rule's verdict."""
-    cfg, main = data["config"], s["main"]
-    tasks, composed = cfg["tasks"], [t for t in cfg["tasks"] if not t.startswith("bare-")]
-    bare = [t for t in tasks if t.startswith("bare-")]
-    pct = lambda x: f"{100 * x:.1f} %"  # noqa: E731
-    rows = []
-
-    def claim(name, paper, here, holds, rule):
-        rows.append({"claim": name, "paper": paper, "here": here, "rule": rule,
-                     "verdict": {True: "holds", False: "does not hold", None: "partly"}[holds]})
-
-    prefix, full, soft = (task_mean(main, v, tasks) for v in (PREFIX, FULL, SOFT))
-    claim("Prefix tuning matches full fine-tuning (Li & Liang)", "E2E BLEU 70.3 (prefix, 0.1 %) vs 68.8 (full)",
-          f"{pct(prefix)} vs {pct(full)} mean test exact match over {len(tasks)} tasks", prefix >= full - 0.05,
-          "prefix within 5 points of full, or ahead")
-    claim("Embedding-only (soft prompt) is weaker than a prefix at every layer (Li & Liang)", "62.2 vs 70.3 BLEU",
-          f"{pct(soft)} vs {pct(prefix)}", soft < prefix, "soft prompt's mean below the prefix's")
-    heads = cfg["headline_tasks"]
-    std = {v: statistics.fmean(main[f"{v}|{t}"]["test"]["std"] for t in heads) for v in (PREFIX_DIRECT, PREFIX)}
-    direct = task_mean(main, PREFIX_DIRECT, tasks)
-    swing = {v: max(val for k, val in s["sweep"].items() if k.startswith(v + "|")) -
-             min(val for k, val in s["sweep"].items() if k.startswith(v + "|")) for v in (PREFIX_DIRECT, PREFIX)}
-    claim("Direct optimization of the prefix is unstable; the MLP stabilizes it (Li & Liang §4.3)",
-          "qualitative: direct 'unstable', 'very sensitive to initialization'",
-          f"seed std {100 * std[PREFIX_DIRECT]:.1f} vs {100 * std[PREFIX]:.1f} points, lr-sweep range "
-          f"{100 * swing[PREFIX_DIRECT]:.1f} vs {100 * swing[PREFIX]:.1f} points, mean {pct(direct)} vs {pct(prefix)} "
-          "(direct vs MLP)",
-          True if std[PREFIX_DIRECT] > std[PREFIX] and direct < prefix else (None if direct < prefix else False),
-          "direct has the larger seed spread and the lower mean (partly: only the lower mean)")
-    low_data_claim(cfg, s, claim)
-    pl = s["prompt_len"]
-    lens = [int(p) for p in pl]
-    mid = 10 if 10 in lens else lens[len(lens) // 2]
-    claim("Gains flatten past a prompt length of about 10-20 (Li & Liang §7.1, Lester §3.2)",
-          "Li & Liang: best near 200 (summarization) / 10 (table-to-text); Lester: little past 20",
-          ", ".join(f"P={p}: {pct(pl[str(p)]['mean'])}" for p in lens),
-          pl[str(lens[-1])]["mean"] - pl[str(mid)]["mean"] <= 0.02, f"at most 2 points gained past P={mid}")
-    d = s["depth"]
-    claim("Prefixes near the output matter more; all layers are best (P-tuning v2 §4.4)",
-          "depth ablation: the layers nearest the output come close to all layers; those nearest the input do not",
-          ", ".join(f"{k}: {pct(d[k]['mean'])}" for k in ("bottom", "top", "all")),
-          True if d["all"]["mean"] >= max(d["top"]["mean"], d["bottom"]["mean"]) - 0.02 and
-          d["top"]["mean"] >= d["bottom"]["mean"] else (None if d["top"]["mean"] >= d["bottom"]["mean"] else False),
-          "top half ahead of bottom half, all layers within 2 points of the best (partly: only the first)")
-    ini = s["init"]
-    best_text = [m for m in ("soft", "prefix-direct") if ini[f"{m}|text"]["mean"] >=
-                 max(ini[f"{m}|vocab"]["mean"], ini[f"{m}|random"]["mean"])]
-    claim(f"Initializing from real text helps in low data (Li & Liang §7.3; Lester §3.2), n={cfg['init_n_train']}",
-          "Li & Liang: real-word init beats random in low data; Lester: class labels > sampled vocab > random",
-          "; ".join(f"{m}: " + ", ".join(f"{i} {pct(ini[f'{m}|{i}']['mean'])}" for i in ("random", "vocab", "text"))
-                    for m in ("soft", "prefix-direct")),
-          True if len(best_text) == 2 else (None if best_text else False),
-          "text init the best of the three for both methods (partly: for one)")
-    sh = s["shift"]
-    prompt_vs = [v for v in SHIFT_VARIANTS if v != FULL]
-    on_bare = statistics.fmean(task_mean(main, v, bare) for v in prompt_vs)
-    on_comp = statistics.fmean(task_mean(main, v, composed) for v in prompt_vs) if composed else float("nan")
-    best_prompt = max(sh[v]["mean"] for v in prompt_vs)
-    claim("Prompts elicit and combine skills but cannot learn a new one (Petrov, Torr & Bibi 2024)",
-          "proof: a prefix only biases attention outputs",
-          f"{NEW_SKILL_TASKS[0]} ({cfg['shift_factor']}x steps): best prompt method {pct(best_prompt)}, full "
-          f"{pct(sh[FULL]['mean'])}; prompt methods' mean on bare tasks {pct(on_bare)}, on composed {pct(on_comp)}",
-          best_prompt <= 0.05 and sh[FULL]["mean"] >= 0.5 and on_bare >= 0.5,
-          "every prompt method at most 5 % on the new skill, full at least 50 %, prompts at least 50 % on bare tasks")
-    ens, singles = data["ensemble"], soft_singles(data)
-    wins = [t for t in ens if ens[t]["mean"] >= max(singles[t])]
-    claim("An ensemble of prompts beats the best single prompt (Lester §7)",
-          "SuperGLUE 5-prompt ensemble 90.5 vs best single 90.0 (T5-XXL)",
-          "; ".join(f"{t}: mean-log-prob {pct(ens[t]['mean'])}, vote {pct(ens[t]['vote'])}, best single "
-                    f"{pct(max(singles[t]))}, average single {pct(statistics.fmean(singles[t]))}" for t in ens),
-          True if len(wins) == len(ens) else (None if wins else False),
-          "mean-log-prob ensemble at least the best single prompt on every headline task (partly: on some)")
-    start = statistics.fmean(main[f"discrete search start|{t}"]["test"]["mean"] for t in tasks)
-    found = statistics.fmean(main[f"discrete search|{t}"]["test"]["mean"] for t in tasks)
-    claim("Gradient-guided token search improves a prompt (AutoPrompt)", "SST-2 (RoBERTa): 85.2 -> 91.4 %",
-          f"{pct(start)} -> {pct(found)} (mean over tasks); soft prompt {pct(soft)}", found > start,
-          "the search's result above its start")
-    comp_soft, comp_full = task_mean(main, SOFT, composed or tasks), task_mean(main, FULL, composed or tasks)
-    claim("At small scale a soft prompt falls short of full fine-tuning (Lester: they meet only near 11 B)",
-          "T5-Small SuperGLUE: prompt ~60 vs model tuning ~67; equal at XXL",
-          f"composed tasks: soft {pct(comp_soft)} vs full {pct(comp_full)}", comp_soft < comp_full - 0.05,
-          "soft prompt more than 5 points behind full on the composed tasks")
-    return rows
+    all_tasks = data["config"]["tasks"]
+    tasks = {"all": all_tasks, "bare": [t for t in all_tasks if t.startswith("bare-")],
+             "composed": [t for t in all_tasks if not t.startswith("bare-")]}
+    return [rule(data, s, tasks) for rule in CLAIMS]
 
 
 # ---------------------------------------------------------------------------- markdown
-
-
-def table(header: list[str], rows: list[list], right_from: int = 1) -> str:
-    lines = ["| " + " | ".join(header) + " |",
-             "| " + " | ".join("---" if i < right_from else "---:" for i in range(len(header))) + " |"]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
 
 
 def markdown(data: dict, s: dict, claims: list[dict]) -> str:
@@ -222,8 +267,7 @@ def markdown(data: dict, s: dict, claims: list[dict]) -> str:
             table(["layers", "test"], [[k, cell(v)] for k, v in s["depth"].items()])]
     out += [f"\n## Initialization ({cfg['init_task']}, {cfg['init_n_train']} training examples)\n",
             table(["method", "random init", "vocab init", "text init"],
-                  [[m] + [cell(s["init"][f"{m}|{i}"]) for i in ("random", "vocab", "text")]
-                   for m in ("soft", "prefix-direct")])]
+                  [[m] + [cell(s["init"][f"{m}|{i}"]) for i in SOFT_INITS] for m in INIT_STUDY])]
     ens, singles = data["ensemble"], soft_singles(data)
     out += [f"\n## Ensembling {cfg['headline_seeds']} soft prompts ({SOFT}) in one batched pass (test)\n",
             table(["task", "mean log-prob", "majority vote", "best single prompt", "average single prompt"],
@@ -238,8 +282,8 @@ def write_report(data: dict, out_dir: Path) -> dict:
     claims = verdicts(data, s)
     data = {**data, "summary": s, "claims": claims}
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_save(json.dumps(data, indent=1), out_dir / "compare.json", saver=lambda t, p: Path(p).write_text(t))
-    (out_dir / "compare.md").write_text(markdown(data, s, claims))
+    atomic_write_text(out_dir / "compare.json", json.dumps(data, indent=1))
+    atomic_write_text(out_dir / "compare.md", markdown(data, s, claims))
     draw_figures(data, out_dir)
     return data
 

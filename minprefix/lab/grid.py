@@ -18,10 +18,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .artifacts import atomic_save, save_prompt
-from .params import count_stored, count_trainable
-from .train import TuneConfig, score, tune
-from .world import examples
+from ..artifacts import atomic_write_text, save_prompt
+from ..params import count_stored, count_trainable
+from ..methods import METHODS
+from ..scoring import score
+from ..train import TuneConfig, tune
+from ..world import examples
 
 
 class ResultStore:
@@ -45,7 +47,7 @@ class ResultStore:
     def put(self, key: str, value):
         self.data[key] = value
         if self.path is not None:
-            atomic_save(json.dumps(self.data, indent=1), self.path, saver=lambda s, p: Path(p).write_text(s))
+            atomic_write_text(self.path, json.dumps(self.data, indent=1))
 
 
 def cell_key(cfg: TuneConfig) -> str:
@@ -65,7 +67,7 @@ def run_cell(base, tok, cfg: TuneConfig, device="cpu", n_test: int = 200, artifa
     except FloatingPointError as e:  # a diverged run is a result too: it counts as 0, and says why
         return {"config": asdict(cfg), "history": [], "seconds": time.time() - t0,
                 "dev": 0.0, "test": 0.0, "diverged": str(e)}
-    if artifacts is not None and cfg.method != "full":  # full fine-tuning would store a whole base
+    if artifacts is not None and not METHODS[cfg.method].trains_base:  # full fine-tuning would store a whole base
         save_prompt(model, Path(artifacts) / artifact_name(cfg), base, {"task": cfg.task})
     test = score(model, tok, examples(cfg.task, "test", n_test))
     return {

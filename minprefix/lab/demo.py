@@ -12,14 +12,15 @@
 import time
 
 from .figures import close, plot_curves
-from .hard_prompt import score_templates
-from .methods import METHODS
-from .params import count_stored, count_trainable
-from .train import TuneConfig, percent, score, tune
-from .world import BARE_TEMPLATE, TEMPLATES, examples
+from ..hard_prompt import score_templates
+from ..methods import FULL, METHODS, PREFIX, PREFIX_MLP, SOFT
+from ..params import count_stored, count_trainable
+from ..scoring import percent, score, table
+from ..train import TuneConfig, tune
+from ..world import BARE_TEMPLATE, TEMPLATES, examples
 
 DEMO_TASKS = ("bare-reverse", "reverse-upper")
-DEMO_METHODS = ("full", "soft", "prefix", "prefix-direct")
+DEMO_METHODS = tuple(m.name for m in (FULL, SOFT, PREFIX_MLP, PREFIX))
 
 
 def run_demo(base_and_tok, device="cpu", figure="figures/demo.png", steps=300, tasks=DEMO_TASKS,
@@ -50,13 +51,12 @@ def run_demo(base_and_tok, device="cpu", figure="figures/demo.png", steps=300, t
         rows.append(row)
     base_dev = {task: score(base, tok, examples(task, "dev", 200))["exact_match"]
                 for task in tasks}
-    print(f"\n| method | trainable | share of base | stored | {' | '.join(f'{t} dev exact match' for t in tasks)} |")
-    print("| --- | ---: | ---: | ---: |" + " ---: |" * len(tasks))
-    print("| base, no tuning | 0 | 0 % | 0 | " + " | ".join(f"{100 * base_dev[t]:.1f} %" for t in tasks) + " |")
-    for r in rows:
-        share = r["trainable"] / n_base
-        print(f"| {METHODS[r['method']].label} (`{r['method']}`) | {r['trainable']:,} | {100 * share:.2f} % | "
-              f"{r['stored']:,} | " + " | ".join(f"{100 * r[t]:.1f} %" for t in tasks) + " |")
+    header = ["method", "trainable", "share of base", "stored"] + [f"{t} dev exact match" for t in tasks]
+    body = [["base, no tuning", 0, "0 %", 0] + [percent(base_dev[t]) for t in tasks]]
+    body += [[f"{METHODS[r['method']].label} (`{r['method']}`)", f"{r['trainable']:,}",
+              f"{100 * r['trainable'] / n_base:.2f} %", f"{r['stored']:,}"] + [percent(r[t]) for t in tasks]
+             for r in rows]
+    print("\n" + table(header, body))
     labels = {m: METHODS[m].label for m in methods}
     title = "the frozen base wearing each method (full fine-tuning: every weight trains)"
     close(plot_curves(curves, figure, steps, labels, title))

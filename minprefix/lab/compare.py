@@ -21,29 +21,34 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .artifacts import load_prompt
-from .bank import PromptBank, ensemble_generate
-from .config import arg, validate
+from ..artifacts import load_prompt
+from ..bank import PromptBank, ensemble_generate
+from ..config import arg, validate
 from .grid import ResultStore, artifact_name, cell_key, run_grid
-from .hard_prompt import SEARCH_START, score_templates, search_prompt
-from .methods import METHODS
-from .train import TuneConfig
-from .world import BARE_TEMPLATE, COMPOSED_TASKS, NEW_SKILL_TASKS, PRETRAIN_TASKS, TEMPLATES, copy_baseline, examples
+from ..hard_prompt import SEARCH_START, score_templates, search_prompt
+from .. import methods
+from ..methods import METHODS
+from ..train import TuneConfig
+from ..world import BARE_TEMPLATE, COMPOSED_TASKS, NEW_SKILL_TASKS, PRETRAIN_TASKS, TEMPLATES, copy_baseline, examples
 
-VARIANTS = {  # a row of the main table -> what it trains (TuneConfig fields)
-    "soft prompt, random init": {"method": "soft", "init": "random"},
-    "soft prompt, vocab init": {"method": "soft", "init": "vocab"},
-    "soft prompt, text init": {"method": "soft", "init": "text"},
-    "soft prompt + MLP (P-tuning)": {"method": "soft-mlp"},
-    "block-input prefix": {"method": "block-prefix"},
-    "key/value prefix": {"method": "prefix-direct"},
-    "key/value prefix + MLP": {"method": "prefix"},
-    "full fine-tuning": {"method": "full"},
+INIT_STUDY = (methods.SOFT.name, methods.PREFIX.name)  # the direct methods whose initialization is studied
+SOFT_INITS = ("random", "vocab", "text")
+
+
+def variant(method: str, init: str | None = None) -> str:
+    """A row of the main table: a method's label (from the methods table), with its init where it varies."""
+    return METHODS[method].label + (f", {init} init" if init else "")
+
+
+SOFT_NAME = methods.SOFT.name
+VARIANTS = {  # a row of the main table -> what it trains (TuneConfig fields); the soft prompt at each init
+    **{variant(SOFT_NAME, i): {"method": SOFT_NAME, "init": i} for i in SOFT_INITS},
+    **{variant(m): {"method": m} for m in METHODS if m != SOFT_NAME},
 }
-SOFT, PREFIX, PREFIX_DIRECT, FULL = ("soft prompt, vocab init", "key/value prefix + MLP", "key/value prefix",
-                                     "full fine-tuning")
-INIT_VARIANTS = ("soft prompt, random init", SOFT, "soft prompt, text init")  # (their init; prefix-direct too)
-SHIFT_VARIANTS = (SOFT, "soft prompt + MLP (P-tuning)", "block-input prefix", PREFIX_DIRECT, PREFIX, FULL)
+SOFT, PREFIX, PREFIX_DIRECT, FULL = (variant(SOFT_NAME, "vocab"), variant(methods.PREFIX_MLP.name),
+                                     variant(methods.PREFIX.name), variant(methods.FULL.name))
+INIT_VARIANTS = tuple(variant(SOFT_NAME, i) for i in SOFT_INITS)  # (their init; the direct prefix too)
+SHIFT_VARIANTS = (SOFT,) + tuple(variant(m) for m in METHODS if m != SOFT_NAME)
 COMPOSED_TEMPLATES = {  # hand-written instructions the base never saw (for text init and the template row)
     "reverse-upper": ("Reverse '{x}' in capital letters: ", "Spell '{x}' backwards in upper case: "),
     "devowel-reverse": ("Remove the vowels from '{x}' and reverse it: ", "Spell '{x}' backwards without vowels: "),
@@ -134,9 +139,9 @@ def study_configs(cfg: CompareConfig, lrs: dict) -> dict[str, list[TuneConfig]]:
         "prompt_len": [tune_config(cfg, PREFIX, t, i, lrs[PREFIX], prompt_len=p) for p in cfg.prompt_lens for i in s],
         "depth": [tune_config(cfg, PREFIX, t, i, lrs[PREFIX], prefix_layers=layers)
                   for layers in ("bottom", "top", "all") for i in s],
-        "init": [replace(tune_config(cfg, v, cfg.init_task, i, lrs[v] if m == "soft" else lrs[PREFIX_DIRECT],
+        "init": [replace(tune_config(cfg, v, cfg.init_task, i, lrs[v] if m == SOFT_NAME else lrs[PREFIX_DIRECT],
                                      n_train=cfg.init_n_train), method=m)
-                 for m in ("soft", "prefix-direct") for v in INIT_VARIANTS for i in s],
+                 for m in INIT_STUDY for v in INIT_VARIANTS for i in s],
         "shift": [replace(tune_config(cfg, v, NEW_SKILL_TASKS[0], i, lrs[v]), steps=cfg.steps * cfg.shift_factor,
                           eval_every=cfg.eval_every * cfg.shift_factor) for v in SHIFT_VARIANTS for i in s],
     }
@@ -188,11 +193,8 @@ def ensemble(base, tok, configs: list[TuneConfig], artifacts: Path, n_test: int)
 # ---------------------------------------------------------------------------- the whole run
 
 
-def run_compare(base, tok, cfg: CompareConfig, out_dir="figures", runs_dir="runs/compare", device="cpu",
-                progress=True) -> dict:
-    """Run (or resume) every study; write compare.json, compare.md and the figures to out_dir."""
-    from .compare_report import write_report
-
+def run_compare(base, tok, cfg: CompareConfig, runs_dir="runs/compare", device="cpu", progress=True) -> dict:
+    """Run (or resume) every study; returns the raw results (`report.write_report` writes them out)."""
     if base.config.n_layer < 2:
         raise ValueError(f"the depth study puts a prefix on half of the layers: it needs a base of at least 2 layers, "
                          f"not {base.config.n_layer}")
@@ -215,4 +217,4 @@ def run_compare(base, tok, cfg: CompareConfig, out_dir="figures", runs_dir="runs
                                                    for i in range(cfg.headline_seeds)], runs / "artifacts", cfg.n_test)
                         for task in cfg.headline_tasks}
     data["seconds"] = time.time() - t0
-    return write_report(data, Path(out_dir))
+    return data

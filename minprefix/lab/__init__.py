@@ -1,0 +1,9 @@
+"""The lab: experiment machinery built on the teaching core, never imported by it.
+
+- `grid`: a resumable grid of tuning runs, run in parallel processes
+- `compare`: the papers' claims measured on the tiny world (one grid); `report` turns its data into tables,
+  verdicts and figures
+- `bench`: speed and memory of tuning against full fine-tuning and PEFT, as ratios from one run
+- `figures`: every figure of the README and the lessons, drawn by code
+- `demo`: every kind of prompt on the shipped base, side by side
+"""
