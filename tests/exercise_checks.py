@@ -228,7 +228,7 @@ def check_ex5_1(cls):
     expect(isinstance(rows, torch.Tensor) and rows.shape == (3, 10), f"forward() must give (P, width) = (3, 10), "
            f"got {tuple(getattr(rows, 'shape', ()))}")
     names = {n: p.shape for n, p in m.named_parameters()}
-    expect(names.get("input") == (3, 4), "P' must be a parameter named `input` of shape (prefix_len, k)")
+    expect(names.get("input") == (3, 4), "P' must be a parameter named `input` of shape (prompt_len, k)")
     expect(sum(p.numel() for p in m.parameters()) == 3 * 4 + 4 * 6 + 6 + 6 * 10 + 10,
            "parameters: P' plus Linear(k, hidden) plus Linear(hidden, width), biases included")
     first, last = m.mlp[0], m.mlp[-1]
@@ -296,7 +296,7 @@ REFERENCE = {  # the library's own code: the reference solution of each exercise
     "ex4_1": lambda block, x, kv: PrefixBlock(block)(x, kv)[0],
     "ex4_2": rows_to_kv,
     "ex4_3": kv_prefix_params,
-    "ex5_1": lambda prefix_len, k, hidden, width: MLPPrefix(prefix_len, k, hidden, width, seed=0),
+    "ex5_1": lambda prompt_len, k, hidden, width: MLPPrefix(prompt_len, k, hidden, width, seed=0),
     "ex5_2": lambda model: model.merge(),
     "ex6_1": wilson_interval,
     "ex6_2": lambda model, base: count_trainable(model) / sum(p.numel() for p in base.parameters()),

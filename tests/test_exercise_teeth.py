@@ -82,13 +82,13 @@ def rows_to_kv_queries_and_keys(block, rows):
     return torch.stack([q, k]).view(2, P, block.attn.n_head, C // block.attn.n_head).transpose(1, 2)
 
 
-def prefix_params_without_the_2(n_layer, prefix_len, d_model):
-    return n_layer * prefix_len * d_model
+def prefix_params_without_the_2(n_layer, prompt_len, d_model):
+    return n_layer * prompt_len * d_model
 
 
 class MLPPrefixWithReLU(MLPPrefix):
-    def __init__(self, prefix_len, k, hidden, width):
-        super().__init__(prefix_len, k, hidden, width)
+    def __init__(self, prompt_len, k, hidden, width):
+        super().__init__(prompt_len, k, hidden, width)
         self.mlp[1] = torch.nn.ReLU()
 
 

@@ -25,8 +25,8 @@ def rows_to_kv(block: Block, rows: torch.Tensor) -> torch.Tensor:
     raise NotImplementedError("Need to implement for exercise 4.2")
 
 
-def prefix_params(n_layer: int, prefix_len: int, d_model: int) -> int:
-    """Exercise 4.3: how many numbers a key/value prefix of prefix_len positions holds in all.
+def prefix_params(n_layer: int, prompt_len: int, d_model: int) -> int:
+    """Exercise 4.3: how many numbers a key/value prefix of prompt_len positions holds in all.
 
     Reread: "Counting a prefix" in lesson 4.
     """

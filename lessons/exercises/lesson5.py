@@ -7,12 +7,12 @@ import torch.nn as nn
 class MLPPrefix(nn.Module):
     """Exercise 5.1: P rows made by an MLP from a smaller P' (Li & Liang 2021, §4.3).
 
-    Holds `input`, an nn.Parameter P' of shape (prefix_len, k) drawn from a standard normal, and
+    Holds `input`, an nn.Parameter P' of shape (prompt_len, k) drawn from a standard normal, and
     `mlp`, an nn.Sequential Linear(k, hidden) -> Tanh -> Linear(hidden, width). forward() takes
-    no argument and returns the (prefix_len, width) rows. Reread: "P' through an MLP" in lesson 5.
+    no argument and returns the (prompt_len, width) rows. Reread: "P' through an MLP" in lesson 5.
     """
 
-    def __init__(self, prefix_len: int, k: int, hidden: int, width: int):
+    def __init__(self, prompt_len: int, k: int, hidden: int, width: int):
         super().__init__()
         raise NotImplementedError("Need to implement for exercise 5.1")
 
