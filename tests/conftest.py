@@ -1,5 +1,6 @@
 import pytest
 import torch
+from helpers import TOK, tiny_base  # tests/ is on sys.path: see helpers.py
 
 
 @pytest.fixture(autouse=True)
@@ -9,6 +10,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def base():
+    """The tiny base in float64, so that two views of one computation can be held to 1e-10."""
+    return tiny_base().double()
+
+
+@pytest.fixture
+def idx():
+    """Three rows of seven token ids (the special ids 0 and 1 left out), the same every time."""
+    return torch.randint(2, TOK.vocab_size, (3, 7), generator=torch.Generator().manual_seed(1))
 
 
 def pytest_addoption(parser):

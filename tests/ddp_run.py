@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))  # for test_tuning's tiny base
-from test_tuning import TOK, tiny_base  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parent))  # for helpers.py
+from helpers import TOK, tiny_base  # noqa: E402
 
 from minprefix import distributed  # noqa: E402
 from minprefix.train import TuneConfig, tune  # noqa: E402

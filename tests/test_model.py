@@ -1,29 +1,13 @@
-"""Tests of the regular GPT in minprefix/model.py, on tiny configs (each well under a second)."""
+"""The GPT (minprefix/model.py) on the tiny base of helpers.py: 104 ids, a context of 32 (each test under a second)."""
 
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import tiny_base, tiny_config
 
-from minprefix.model import (
-    GPT,
-    CausalSelfAttention,
-    GPTConfig,
-    KVCache,
-    attention_mask,
-    pick_device,
-)
-
-
-def tiny_config(**kw) -> GPTConfig:
-    base = dict(vocab_size=104, block_size=32, n_layer=2, n_head=2, d_model=16)
-    return GPTConfig(**{**base, **kw})
-
-
-def tiny_gpt(seed: int = 0, **kw) -> GPT:
-    torch.manual_seed(seed)
-    return GPT(tiny_config(**kw)).eval()
+from minprefix.model import CausalSelfAttention, KVCache, attention_mask, pick_device
 
 
 def reference_attention(attn: CausalSelfAttention, x, past_kv=None, top_left=False):
@@ -110,7 +94,7 @@ def test_attention_mask_3_by_5_is_bottom_right_aligned():
 
 @torch.no_grad()
 def test_changing_a_later_token_never_changes_earlier_logits():
-    model = tiny_gpt()
+    model = tiny_base()
     idx = torch.randint(0, 104, (2, 10), generator=torch.Generator().manual_seed(0))
     logits, _ = model(idx)
     for t in (0, 4, 9):
@@ -123,7 +107,7 @@ def test_changing_a_later_token_never_changes_earlier_logits():
 
 @torch.no_grad()
 def test_step_by_step_kv_cache_logits_equal_full_forward():
-    model = tiny_gpt()
+    model = tiny_base()
     idx = torch.randint(0, 104, (3, 12), generator=torch.Generator().manual_seed(1))
     full, _ = model(idx)
     cache = KVCache(model.config.n_layer)
@@ -136,7 +120,7 @@ def test_step_by_step_kv_cache_logits_equal_full_forward():
 @torch.no_grad()
 def test_greedy_generate_equals_loop_of_full_forwards():
     """generate(top_k=1) with the KV cache == argmax of a fresh full forward at each step (float64)."""
-    model = tiny_gpt(seed=2).double()
+    model = tiny_base(seed=2).double()
     with torch.no_grad():  # spread the logits out so argmax is not decided by rounding
         model.wte.weight.mul_(20)
     prompt = torch.randint(0, 104, (2, 5), generator=torch.Generator().manual_seed(2))
@@ -162,23 +146,23 @@ def test_greedy_generate_equals_loop_of_full_forwards():
     ids=["id>=vocab", "negative-id", "too-long", "1-D", "3-D", "float"],
 )
 def test_bad_input_raises_value_error_naming_the_problem(idx, needle):
-    model = tiny_gpt()
+    model = tiny_base()
     with pytest.raises(ValueError, match=needle):
         model(idx)
 
 
 def test_too_long_input_message_names_length():
     with pytest.raises(ValueError, match=r"sequence of 33 positions"):
-        tiny_gpt()(torch.zeros(1, 33, dtype=torch.long))
+        tiny_base()(torch.zeros(1, 33, dtype=torch.long))
 
 
 def test_out_of_vocab_message_names_vocab_size():
     with pytest.raises(ValueError, match=r"\[0, 104\)"):
-        tiny_gpt()(torch.tensor([[200]]))
+        tiny_base()(torch.tensor([[200]]))
 
 
 def test_generate_past_block_size_raises():
-    model = tiny_gpt()
+    model = tiny_base()
     prompt = torch.zeros(1, 20, dtype=torch.long)
     model.generate(prompt, max_new_tokens=12, top_k=1)  # exactly 32 fits
     with pytest.raises(ValueError, match=r"33 positions.*block_size=32"):
@@ -187,7 +171,7 @@ def test_generate_past_block_size_raises():
 
 def test_loss_falls_on_one_fixed_batch():
     """AdamW lr 1e-2, 30 steps on a fixed tiny batch: final loss < half the initial."""
-    model = tiny_gpt().train()
+    model = tiny_base().requires_grad_(True).train()
     g = torch.Generator().manual_seed(0)
     idx = torch.randint(0, 104, (2, 8), generator=g)
     targets = torch.randint(0, 104, (2, 8), generator=g)
@@ -205,7 +189,7 @@ def test_loss_falls_on_one_fixed_batch():
 
 def test_loss_ignores_minus_one_targets():
     """lm_loss is the mean cross-entropy over positions whose target is not -1."""
-    model = tiny_gpt()
+    model = tiny_base()
     idx = torch.randint(0, 104, (2, 6), generator=torch.Generator().manual_seed(3))
     targets = idx.roll(-1, dims=1)
     targets[0, :3] = -1
@@ -216,7 +200,7 @@ def test_loss_ignores_minus_one_targets():
 
 
 def test_lm_head_is_tied_to_token_embedding():
-    model = tiny_gpt()
+    model = tiny_base()
     assert model.lm_head.weight is model.wte.weight
     names = [n for n, _ in model.named_parameters()]
     assert "lm_head.weight" not in names  # counted once, under wte
@@ -224,7 +208,7 @@ def test_lm_head_is_tied_to_token_embedding():
 
 
 def test_freeze_disables_grads_and_sets_eval_mode():
-    model = tiny_gpt().train()
+    model = tiny_base().requires_grad_(True).train()
     assert all(p.requires_grad for p in model.parameters()) and model.training
     assert model.freeze() is model
     assert not any(p.requires_grad for p in model.parameters())

@@ -1,26 +1,108 @@
-"""PromptedGPT's encoders: P-tuning's prompt encoder beside Li & Liang's MLP (PEFT cross-check: test_crosscheck_hf)."""
+"""What every prompted model shares (minprefix/prompted.py): inits, merge, generation, its state, clear errors;
+and the encoders, P-tuning's beside Li & Liang's MLP (the PEFT cross-check is in test_crosscheck_hf).
+
+`base` and `idx` are conftest's fixtures: the tiny base in float64, and a batch of token ids.
+"""
 
 import pytest
 import torch
 
-from minprefix.model import GPT, GPTConfig
 from minprefix.params import count_trainable
-from minprefix.prefix import PrefixGPT
+from minprefix.prefix import BlockInputPrefixGPT, PrefixGPT
 from minprefix.prompted import DirectPrefix, MLPPrefix, PTuningEncoder
 from minprefix.soft_prompt import SoftPromptGPT
 
-D, L = 16, 2
+D, L = 16, 2  # the tiny base's width and depth (helpers.tiny_config)
 
 
-@pytest.fixture
-def base():
-    torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=104, block_size=32, n_layer=L, n_head=2, d_model=D)).double().freeze()
+# ---------------------------------------------------------------------------- inits
 
 
-@pytest.fixture
-def idx():
-    return torch.randint(2, 104, (3, 7), generator=torch.Generator().manual_seed(1))
+def test_text_init_repeats_or_cuts_the_text_to_the_prompt_length(base):
+    soft = SoftPromptGPT(base, 5, init="text", init_ids=[7, 8])
+    torch.testing.assert_close(soft.prompt(), base.wte.weight[[7, 8, 7, 8, 7]])
+
+
+def test_vocab_init_is_rows_of_real_tokens(base):
+    soft = SoftPromptGPT(base, 6, init="vocab", seed=3)
+    table = base.wte.weight
+    for row in soft.prompt():
+        assert (table - row).abs().sum(1).min() == 0  # each row is some token's embedding
+
+
+def test_text_init_refuses_ids_outside_the_vocabulary(base):
+    with pytest.raises(ValueError, match="outside the base's vocabulary"):
+        SoftPromptGPT(base, 4, init="text", init_ids=[3, 104])
+    with pytest.raises(ValueError, match="non-empty text"):
+        PrefixGPT(base, 4, init="text", init_ids=[])
+
+
+# ---------------------------------------------------------------------------- what every method shares
+
+
+def test_logits_have_the_length_of_the_input(base, idx):
+    for model in (SoftPromptGPT(base, 5), PrefixGPT(base, 5), BlockInputPrefixGPT(base, 5)):
+        assert model(idx)[0].shape == (idx.size(0), idx.size(1), base.config.vocab_size)
+
+
+@pytest.mark.parametrize("make", [
+    lambda b: PrefixGPT(b, 3, reparam_dim=8, hidden=12),
+    lambda b: BlockInputPrefixGPT(b, 3, reparam_dim=8, hidden=12),
+    lambda b: SoftPromptGPT(b, 3, reparam_dim=8, hidden=12),
+])
+def test_merge_drops_the_mlp_and_keeps_the_logits(base, idx, make):
+    model = make(base)
+    merged = model.merge()
+    assert isinstance(model.rows, MLPPrefix) and isinstance(merged.rows, DirectPrefix)
+    assert [n for n, _ in merged.named_parameters() if not n.startswith("base.")] == ["rows.rows"]
+    torch.testing.assert_close(merged(idx)[0], model(idx)[0], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [
+    lambda b: SoftPromptGPT(b, 4, init="random"),
+    lambda b: PrefixGPT(b, 4, reparam_dim=8, hidden=12),
+    lambda b: BlockInputPrefixGPT(b, 4),
+])
+def test_generate_with_cache_equals_full_forwards(base, idx, make):
+    model = make(base)
+    out = model.generate(idx[:, :3], 6, top_k=1)
+    cur = idx[:, :3]
+    for _ in range(6):
+        cur = torch.cat([cur, model(cur)[0][:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(out, cur)
+
+
+def test_bad_shapes_are_clear_errors(base):
+    with pytest.raises(ValueError, match="n_layer, 2, n_head"):
+        PrefixGPT.from_kv(base, torch.zeros(2, 2, 2, 4))
+    with pytest.raises(ValueError, match=r"\(P, 16\)"):
+        SoftPromptGPT.from_embeddings(base, torch.zeros(4, 17))
+    with pytest.raises(ValueError, match="unknown init"):
+        PrefixGPT(base, 4, init="ones")
+    with pytest.raises(ValueError, match="with the MLP they are its output"):
+        PrefixGPT(base, 4, reparam_dim=8, init="text", init_ids=[5, 6])
+
+
+def test_only_the_method_trains(base):
+    for model in (SoftPromptGPT(base, 4), PrefixGPT(base, 4, reparam_dim=8, hidden=12), BlockInputPrefixGPT(base, 4)):
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        assert trainable and not any(n.startswith("base.") for n in trainable)
+
+
+@pytest.mark.parametrize("make", [
+    lambda b: SoftPromptGPT(b, 4),
+    lambda b: PrefixGPT(b, 4),
+    lambda b: PrefixGPT(b, 4, reparam_dim=8, hidden=12),
+    lambda b: BlockInputPrefixGPT(b, 4),
+])
+def test_state_dict_holds_the_base_once_and_the_rows_once(base, make):
+    """No module registered twice: the base's weights under base.*, the method's under rows.*, nothing else."""
+    state = make(base).state_dict()
+    assert {k.removeprefix("base.") for k in state if k.startswith("base.")} == set(base.state_dict())
+    assert all(k.startswith(("base.", "rows.")) for k in state)
+
+
+# ---------------------------------------------------------------------------- the encoders
 
 
 def test_ptuning_encoder_is_a_table_and_a_three_layer_relu_mlp():

@@ -1,20 +1,26 @@
-"""Pretraining (resume after interruption), the shipped base, and the command line."""
+"""The base (minprefix/base.py): pretraining and resuming, saving and loading, the shipped base, the wheel."""
 
 import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+from helpers import tiny_config
 
 from minprefix.artifacts import fingerprint
 from minprefix.base import SHIPPED_DIR, PretrainConfig, load_base, load_model, pretrain, save_base
-from minprefix.cli import main
-from minprefix.model import GPTConfig
-from minprefix.world import Tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_pretrain_config():
-    model = GPTConfig(vocab_size=Tokenizer().vocab_size, block_size=32, n_layer=1, n_head=2, d_model=16)
-    return PretrainConfig(steps=8, batch_size=4, warmup=2, checkpoint_every=3, model=model)
+    return PretrainConfig(steps=8, batch_size=4, warmup=2, checkpoint_every=3, model=tiny_config(n_layer=1))
+
+
+# ---------------------------------------------------------------------------- pretraining
 
 
 def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path):
@@ -81,85 +87,16 @@ def test_shipped_base_follows_an_instruction():
     assert tok.decode(out[0, idx.size(1):].tolist()) == "mark"
 
 
-# ---------------------------------------------------------------------------- command line
-
-
-def run(capsys, *argv):
-    with pytest.raises(SystemExit) as e:
-        main(list(argv))
-    return e.value.code, capsys.readouterr()
-
-
-def test_cli_generate(capsys):
-    main(["generate", "--prompt", "Write 'abc' in capital letters: "])
-    assert capsys.readouterr().out.strip().endswith("ABC")
-
-
-def test_cli_info_prints_the_counts(capsys):
-    main(["info"])
-    out = capsys.readouterr().out
-    assert "491,520" in out  # GPT-2 medium key/value prefix, P=10
-    assert "10,240" in out  # GPT-2 medium soft prompt, P=10
-
-
-def test_cli_errors_are_one_line(capsys):
-    code, out = run(capsys, "generate", "--prompt", "price in €")
-    assert code == 1 and "unknown character '€'" in out.err and "Traceback" not in out.err
-    code, out = run(capsys, "tune", "--method", "lora", "--task", "bare-reverse")
-    assert code == 1 and len(out.err.strip().splitlines()) == 1
-    code, out = run(capsys, "generate", "--prompt", "x" * 200)
-    assert code == 1 and "context of 128 positions" in out.err
-
-
-def test_cli_tune_then_generate_with_the_artifact(capsys, tmp_path):
-    """generate --artifact wears the tuned prefix: its continuation is the loaded model's own greedy one,
-    and not the base's."""
-    from minprefix.artifacts import load_prompt
-
-    main(["tune", "--method", "prefix", "--task", "bare-uppercase", "--steps", "30", "--eval-every", "10",
-          "--n-dev", "50", "--run-dir", str(tmp_path)])
-    assert "test exact match" in capsys.readouterr().out
-    prompt = "'quiz': "
-    main(["generate", "--prompt", prompt, "--artifact", str(tmp_path / "best.safetensors")])
-    worn = capsys.readouterr().out.strip().removeprefix(prompt)
-    main(["generate", "--prompt", prompt])
-    bare = capsys.readouterr().out.strip().removeprefix(prompt)
-    base, tok = load_base()
-    ids = torch.tensor([tok.encode(prompt)])
-    tuned = load_prompt(tmp_path / "best.safetensors", base)
-    assert worn == tok.decode(tuned.generate(ids, 40, top_k=1, stop_id=tok.eos_id)[0, ids.size(1):].tolist())
-    assert worn != bare
-
-
-def test_cli_search_prompt_prints_before_and_after(capsys):
-    main(["search-prompt", "--task", "reverse", "--steps", "2", "--top-k", "2"])
-    out = capsys.readouterr().out
-    assert "before" in out and "after" in out and "Spell '{x}' backwards: " in out and "**********" in out
-
-
-def test_demo_runs_end_to_end_and_draws_its_figure(tmp_path, capsys):
-    from minprefix.lab.demo import run_demo
-
-    rows = run_demo(load_base(), figure=tmp_path / "demo.png", steps=2, tasks=("bare-reverse",),
-                    methods=("soft", "prefix-mlp"), progress=False)
-    assert (tmp_path / "demo.png").stat().st_size > 10_000
-    assert [r["method"] for r in rows] == ["soft", "prefix-mlp"]
-    assert "| base, no tuning |" in capsys.readouterr().out
+# ---------------------------------------------------------------------------- the package
 
 
 def test_a_built_wheel_carries_the_shipped_base(tmp_path):
     """`pip install .` (not editable) must be able to load_base(): the weights travel in the wheel."""
-    import shutil
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
     src = tmp_path / "src"  # a copy, so that building leaves nothing in the source tree
     src.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy(root / name, src / name)
-    shutil.copytree(root / "minprefix", src / "minprefix", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "minprefix", src / "minprefix", ignore=shutil.ignore_patterns("__pycache__"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "dist", src], check=True)
     wheel = next((tmp_path / "dist").glob("minprefix-*.whl"))
@@ -171,3 +108,7 @@ def test_a_built_wheel_carries_the_shipped_base(tmp_path):
     assert out.returncode == 0, out.stderr
     where, n_params = out.stdout.split()
     assert where.startswith(str(tmp_path / "site")) and int(n_params) == load_base()[0].num_params()
+
+
+def test_package_ships_a_license():
+    assert "MIT License" in (ROOT / "LICENSE").read_text()

@@ -1,0 +1,65 @@
+"""`minprefix compare` (minprefix/lab/compare.py) and its report (minprefix/lab/report.py), on a tiny grid."""
+
+import json
+import re
+
+import pytest
+from helpers import TOK, tiny_base
+
+from minprefix.lab import grid, report
+from minprefix.lab.compare import QUICK, CompareConfig, run_compare
+from minprefix.lab.report import write_report
+
+TINY = dict(steps=2, eval_every=1, seeds=1, headline_seeds=2, n_dev=8, n_test=8, search_steps=1, workers=1,
+            tasks=("bare-reverse", "reverse-upper"), headline_tasks=("reverse-upper",), init_task="bare-reverse",
+            low_data=(4, 16), prompt_lens=(1, 4), shift_factor=2)
+
+
+def test_compare_writes_every_output_and_a_rerun_trains_nothing(tmp_path, monkeypatch):
+    base = tiny_base(block_size=128)
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    data = write_report(run_compare(base, TOK, CompareConfig(**TINY), runs, progress=False), out)
+    for name in ("compare.json", "compare.md", "compare_tasks.png", "compare_studies.png"):
+        assert (out / name).stat().st_size > 0, name
+    saved = json.loads((out / "compare.json").read_text())
+    assert len(saved["claims"]) == 11
+    assert all(c["verdict"] in ("holds", "does not hold", "partly") for c in saved["claims"])
+    assert set(saved["studies"]) == {"main", "low_data", "prompt_len", "depth", "init", "shift"}
+    assert {r["config"]["prefix_layers"] for r in saved["studies"]["depth"]} == {"bottom", "top", "all"}
+    md = (out / "compare.md").read_text()
+    assert "## Claims" in md and "| full fine-tuning |" in md
+    for c in saved["claims"]:  # each claim's row, with what was measured here and its verdict
+        assert f"| {c['claim']} | {c['paper']} | {c['here']} | **{c['verdict']}** | {c['rule']} |" in md, c["claim"]
+    n = f"{saved['n_base']:,}"
+    assert f"| full fine-tuning | {n} | 100.00 % | {n} |" in md  # the headline row: it trains and stores every weight
+    assert re.search(r"\| \d+\.\d % \[\d+, \d+\] ± ", md)  # 8 test examples: each cell shows its 95 % interval
+    assert data["ensemble"]["reverse-upper"].keys() == {"mean", "vote"}
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished cell was trained again")
+    monkeypatch.setattr(grid, "run_cell", no_training)
+    monkeypatch.setattr("minprefix.lab.compare.search_prompt", no_training)
+    again = write_report(run_compare(base, TOK, CompareConfig(**TINY), runs, progress=False), out)
+    assert again["summary"]["main"] == saved["summary"]["main"]
+
+
+def test_quick_preset_is_a_valid_config_and_bad_values_are_named():
+    assert CompareConfig(**QUICK).steps < CompareConfig().steps
+    with pytest.raises(ValueError, match="--seeds must be at least 1"):
+        CompareConfig(seeds=0)
+    with pytest.raises(ValueError, match="lr_factors"):
+        CompareConfig(lr_factors=(0.5, 2.0))
+
+
+def test_low_data_verdict_follows_its_rule():
+    """The rule, on made-up summaries: prefix ahead at the smallest n and by less at the largest."""
+    def verdict(gaps):
+        s = {"low_data": {}}
+        for n, gap in gaps.items():
+            s["low_data"][f"{report.PREFIX}|{n}"] = {"mean": 0.5 + gap}
+            s["low_data"][f"{report.FULL}|{n}"] = {"mean": 0.5}
+        verdict = report.low_data({"config": {"low_data": list(gaps), "study_task": "t"}}, s, {})["verdict"]
+        return {"holds": True, "partly": None, "does not hold": False}[verdict]
+    assert verdict({16: 0.2, 1024: 0.05}) is True
+    assert verdict({16: 0.2, 1024: 0.3}) is None  # ahead, but the gap grows
+    assert verdict({16: -0.1, 1024: 0.0}) is False

@@ -1,0 +1,44 @@
+"""The grid runner (minprefix/lab/grid.py): resuming, parallel workers, a diverged run, a corrupt results file."""
+
+import json
+
+import pytest
+from helpers import TOK, quick, tiny_base
+
+import minprefix.lab.grid as grid
+from minprefix.lab.grid import ResultStore, run_grid
+
+
+def test_grid_resumes_without_recomputing_a_finished_cell(tmp_path, monkeypatch):
+    configs = [quick("soft", seed=s, steps=4) for s in (0, 1)] + [quick("prefix", steps=4)]
+    path = tmp_path / "grid.json"
+    first = grid.run_grid(tiny_base(), TOK, configs[:2], path, progress=False, n_test=16)
+    calls = []
+    real_tune = grid.tune
+    monkeypatch.setattr(grid, "tune", lambda *a, **k: calls.append(a[2]) or real_tune(*a, **k))
+    again = grid.run_grid(tiny_base(), TOK, configs, path, progress=False, n_test=16)
+    assert calls == [configs[2]]  # only the new cell ran
+    assert again[:2] == first and again[2]["config"]["method"] == "prefix"
+    rows = grid.summarize(again, by=("method",))
+    soft = next(r for r in rows if r["method"] == "soft")
+    assert soft["n"] == 2 and soft["mean"] == (first[0]["dev"] + first[1]["dev"]) / 2
+
+
+def test_grid_records_a_diverged_run_instead_of_stopping():
+    results = grid.run_grid(tiny_base(), TOK, [quick("soft", lr=1e30, steps=3)], progress=False, n_test=8)
+    assert results[0]["diverged"] and "loss became" in results[0]["diverged"] and results[0]["dev"] == 0.0
+
+
+def test_run_grid_in_two_processes_keeps_every_cell(tmp_path):
+    base = tiny_base()
+    configs = [quick("soft", steps=2, seed=s) for s in range(3)] + [quick("soft", steps=2, seed=0)]  # one twice
+    results = run_grid(base, TOK, configs, tmp_path / "r.json", progress=False, n_test=8, workers=2)
+    assert [r["config"]["seed"] for r in results] == [0, 1, 2, 0]
+    assert len(json.loads((tmp_path / "r.json").read_text())) == 3
+    assert all(0 <= r["test"] <= 1 and r["trainable"] > 0 for r in results)
+
+
+def test_a_corrupt_results_file_is_a_clear_error(tmp_path):
+    (tmp_path / "r.json").write_text('{"cut off')
+    with pytest.raises(ValueError, match="not a results file.*delete it"):
+        ResultStore(tmp_path / "r.json")

@@ -1,0 +1,37 @@
+"""Saved prompts (minprefix/artifacts.py): the round trip, and clear errors for another base or a corrupt file."""
+
+import pytest
+import torch
+from helpers import TOK, tiny_base
+
+from minprefix.artifacts import load_prompt, save_prompt
+from minprefix.prefix import BlockInputPrefixGPT, PrefixGPT
+from minprefix.soft_prompt import SoftPromptGPT
+
+
+@pytest.mark.parametrize("make", [
+    lambda b: SoftPromptGPT(b, 4, init="random"),
+    lambda b: PrefixGPT(b, 4, reparam_dim=8, hidden=16),
+    lambda b: BlockInputPrefixGPT(b, 4, reparam_dim=8, hidden=16),
+])
+def test_artifact_round_trip_gives_the_same_logits(tmp_path, make):
+    base = tiny_base()
+    model = make(base)
+    save_prompt(model, tmp_path / "p.safetensors", base)
+    idx = torch.randint(2, TOK.vocab_size, (2, 6))
+    torch.testing.assert_close(load_prompt(tmp_path / "p.safetensors", base)(idx)[0], model(idx)[0])
+    assert not (tmp_path / "p.safetensors.tmp").exists()
+
+
+def test_artifact_on_another_base_is_a_clear_error(tmp_path):
+    save_prompt(PrefixGPT(tiny_base(0), 4), tmp_path / "p.safetensors", tiny_base(0))
+    with pytest.raises(ValueError, match="was tuned on base"):
+        load_prompt(tmp_path / "p.safetensors", tiny_base(1))
+
+
+def test_corrupt_artifact_is_a_clear_error(tmp_path):
+    path = tmp_path / "p.safetensors"
+    save_prompt(SoftPromptGPT(tiny_base(), 4), path, tiny_base())
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(ValueError, match="not a readable minprefix artifact"):
+        load_prompt(path, tiny_base())
