@@ -6,13 +6,13 @@ from .methods import METHODS
 from .model import GPT, Block, GPTConfig, pick_device
 from .params import count_frozen, count_stored, count_trainable
 from .prefix import BlockInputPrefixBlock, BlockInputPrefixGPT, PrefixBlock, PrefixGPT
-from .prompted import DirectPrefix, MLPPrefix
+from .prompted import DirectPrefix, MLPPrefix, PTuningEncoder
 from .soft_prompt import SoftPromptEmbedding, SoftPromptGPT
 from .world import Tokenizer
 
 __all__ = [
     "GPT", "GPTConfig", "Block", "Tokenizer", "load_base", "pick_device", "METHODS",
-    "DirectPrefix", "MLPPrefix", "SoftPromptEmbedding", "SoftPromptGPT",
+    "DirectPrefix", "MLPPrefix", "PTuningEncoder", "SoftPromptEmbedding", "SoftPromptGPT",
     "PrefixBlock", "PrefixGPT", "BlockInputPrefixBlock", "BlockInputPrefixGPT",
     "PromptBank", "ensemble_generate", "count_trainable", "count_frozen", "count_stored",
 ]

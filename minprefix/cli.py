@@ -231,8 +231,9 @@ def cmd_figures(args):
 
 def methods_epilog() -> str:
     lines = ["methods (default learning rate; inits, the default first):"]
+    wide = max(len(m.label) for m in METHODS.values()) + 1
     for m in METHODS.values():
-        lines.append(f"  {m.name:<17} {m.label:<30} lr {m.lr:<6g} init: {', '.join(m.inits) or '-'}")
+        lines.append(f"  {m.name:<17} {m.label:<{wide}} lr {m.lr:<6g} init: {', '.join(m.inits) or '-'}")
     return "\n".join(lines)
 
 

@@ -37,7 +37,7 @@ class LoopConfig:
     steps: int = arg(300, "optimizer steps", low=1)
     batch_size: int = arg(32, "examples (tuning) or packed rows (pretraining) per step", low=1, high=4096)
     lr: float | None = arg(None, "peak learning rate, reached after warmup (default: the method's)", above=0,
-                           high=100.0)
+                           high=1e38)  # float32 max: 3.4e38
     min_lr_ratio: float = arg(0.1, "the cosine schedule ends at lr times this", low=0.0, high=1.0)
     warmup: int = arg(20, "steps of linear warmup", low=0)
     weight_decay: float = arg(0.0, "AdamW weight decay on matrices (not biases or norms)", low=0.0)
