@@ -20,7 +20,7 @@ def test_artifact_round_trip_gives_the_same_logits(tmp_path, make):
     save_prompt(model, tmp_path / "p.safetensors", base)
     idx = torch.randint(2, TOK.vocab_size, (2, 6))
     torch.testing.assert_close(load_prompt(tmp_path / "p.safetensors", base)(idx)[0], model(idx)[0])
-    assert not (tmp_path / "p.safetensors.tmp").exists()
+    assert not list(tmp_path.glob("*.tmp")), "a temporary file was left behind"
 
 
 def test_artifact_on_another_base_is_a_clear_error(tmp_path):
@@ -35,3 +35,21 @@ def test_corrupt_artifact_is_a_clear_error(tmp_path):
     path.write_bytes(path.read_bytes()[:40])
     with pytest.raises(ValueError, match="not a readable minprefix artifact"):
         load_prompt(path, tiny_base())
+
+
+def test_an_artifact_saved_under_an_old_method_name_loads_under_its_new_one(tmp_path):
+    """Before the rename the direct key/value prefix was `prefix-direct`; it is read as `prefix`."""
+    base = tiny_base()
+    model = PrefixGPT(base, 4, init="random")
+    save_prompt(model, tmp_path / "old.safetensors", base, {"method": "prefix-direct"})  # as an old release wrote it
+    loaded = load_prompt(tmp_path / "old.safetensors", base)
+    idx = torch.randint(2, TOK.vocab_size, (2, 6))
+    assert type(loaded) is PrefixGPT
+    torch.testing.assert_close(loaded(idx)[0], model(idx)[0])
+
+
+def test_an_artifact_of_an_unknown_method_is_a_clear_error(tmp_path):
+    base = tiny_base()
+    save_prompt(PrefixGPT(base, 4), tmp_path / "p.safetensors", base, {"method": "lora"})
+    with pytest.raises(ValueError, match="unknown method 'lora'; choose from full, soft"):
+        load_prompt(tmp_path / "p.safetensors", base)

@@ -151,3 +151,13 @@ def trainable_weights(model):
 
 def test_init_text_alone_means_text_init():
     assert TuneConfig(method="soft", init_text="Reverse").init == "text"
+
+
+def test_a_checkpoint_holding_another_methods_weights_is_refused(tmp_path):
+    """The same configuration, another set of trainable weights (e.g. a checkpoint from before a rename)."""
+    from minprefix.train import Checkpoint
+    base, cfg = tiny_base(), quick("prefix")
+    other = build_method(base, TOK, quick("prefix-mlp"))
+    Checkpoint(tmp_path, cfg).save(other, make_optimizer(other.parameters(), 1e-3, 0.0), 4, {})
+    with pytest.raises(ValueError, match="holds the weights of another method"):
+        tune(base, TOK, cfg, run_dir=tmp_path, progress=False)
