@@ -7,33 +7,51 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minprefix.lexicon import LEXICON
+from minprefix.base import PretrainConfig
+from minprefix.lexicon import LEXICON, PART_OF_SPEECH
+from minprefix.model import GPTConfig
 from minprefix.world import (
     BARE_TEMPLATE,
     CHARACTERS,
     COMPOSED_TASKS,
+    COMPOSED_TEMPLATES,
     DOWNSTREAM_TASKS,
+    LONG_LENGTHS,
     NEW_SKILL_TASKS,
+    PRETRAIN_LENGTHS,
     PRETRAIN_TASKS,
     SPLITS,
+    STRING_SKILLS,
     TEMPLATES,
+    TUNE_LENGTHS,
+    TUNE_TRAIN_SIZE,
+    VOWELS,
     Example,
     Tokenizer,
     _held_out_templates,
     answer_batch,
     copy_baseline,
+    encode_example,
     examples,
+    hand_templates,
+    instruction,
     lexicon_words,
     pretrain_batch,
     sample_example,
+    skill_of,
     solve,
+    split_key,
+    train_size,
     uses_lexicon,
 )
-from minprefix.world import _bucket
+from minprefix.world import STRING_SALT, TEMPLATE_SALT, WORD_SALT, _bucket, _fair, _hash
 
 TOK = Tokenizer()
 RANDOM_STRING_TASKS = [t for t in PRETRAIN_TASKS + DOWNSTREAM_TASKS if not uses_lexicon(t)]
+DOWNSTREAM_STRING_TASKS = [t for t in DOWNSTREAM_TASKS if not uses_lexicon(t)]
+HELD_OUT = ("dev", "test", "long")  # the splits no training sees
 LEXICON_WORDS = {w for w, _ in LEXICON}
+lowercase_strings = st.text(alphabet="abcdefghijklmnopqrstuvwxyz", max_size=12)
 
 
 # ---------------------------------------------------------------------------- tokenizer
@@ -91,7 +109,40 @@ def test_lexicon_has_400_pairs_with_distinct_words_on_both_sides():
 def test_each_downstream_translation_split_holds_at_least_40_words():
     sizes = {split: len(lexicon_words(split)) for split in SPLITS}
     assert sizes["dev"] >= 40 and sizes["test"] >= 40
+    assert sizes["train"] == TUNE_TRAIN_SIZE
     assert sum(sizes.values()) == len(LEXICON)
+
+
+# Words left out because they have two readings (noun or adjective and verb, each with its own German
+# word: love Liebe / lieben) or two equally common German translations (listen: zuhören or hören).
+AMBIGUOUS = """
+    answer ask bad bear begin book cheap clean cold cut dance difficult dream dress drink drive dry duck
+    empty face fast fear fire fish full glasses happy hate head hot human jump key laugh listen love need pepper
+    rain repair salt saturday scream search ship shower sleep smile snow stand stay suit time train travel visit
+    water wave whisper win
+""".split()
+
+
+def test_no_ambiguous_word_is_in_the_lexicon():
+    assert len(AMBIGUOUS) == 60
+    assert not LEXICON_WORDS & set(AMBIGUOUS)
+
+
+def test_every_german_word_is_unique_and_capitalized_as_its_part_of_speech():
+    """One German word per English word (no two English words share one), nouns capitalized, every
+    other part of speech lowercase."""
+    german = [g for _, g in LEXICON]
+    assert len({g.lower() for g in german}) == len(german)
+    assert set(PART_OF_SPEECH) == LEXICON_WORDS
+    assert set(PART_OF_SPEECH.values()) == {"noun", "adjective", "verb", "number"}
+    for w, g in LEXICON:
+        assert w == w.lower() and w.isalpha(), w
+        if PART_OF_SPEECH[w] == "noun":
+            assert g[0].isupper() and g[1:] == g[1:].lower(), (w, g)
+        else:
+            assert g == g.lower(), (w, g)
+    assert {w for w, _ in LEXICON if PART_OF_SPEECH[w] == "verb"} >= {"go", "eat", "read"}
+    assert all(g.endswith("n") for w, g in LEXICON if PART_OF_SPEECH[w] == "verb")  # German infinitives
 
 
 def test_word_split_and_held_out_template_are_independent_draws():
@@ -118,9 +169,13 @@ def test_at_least_five_pretraining_tasks_with_three_templates_each():
         assert all("{x}" in t for t in templates), task
 
 
+def splits_of(task):
+    return SPLITS if uses_lexicon(task) else SPLITS + ("long",)
+
+
 @pytest.mark.parametrize("task", DOWNSTREAM_TASKS)
 def test_every_downstream_task_yields_correct_examples_in_every_split(task):
-    for split in SPLITS:
+    for split in splits_of(task):
         exs = examples(task, split, n=20)
         assert len(exs) == 20, (task, split)
         for ex in exs:
@@ -130,20 +185,82 @@ def test_every_downstream_task_yields_correct_examples_in_every_split(task):
             TOK.encode(ex.text)
 
 
+@pytest.mark.parametrize("task", DOWNSTREAM_TASKS)
+def test_every_downstream_task_has_hand_written_templates_and_an_instruction(task):
+    templates = hand_templates(task)
+    assert templates and all(t.count("{x}") == 1 for t in templates)
+    assert instruction(task) and "{x}" not in instruction(task) and "  " not in instruction(task)
+    if task.startswith("bare-"):
+        assert templates == TEMPLATES[skill_of(task)]
+    assert set(COMPOSED_TEMPLATES) == set(COMPOSED_TASKS + NEW_SKILL_TASKS)
+    assert instruction("reverse-upper") == "Reverse in capital letters:"
+
+
+@pytest.mark.parametrize("task", DOWNSTREAM_TASKS)
+def test_every_downstream_task_tunes_on_the_same_number_of_distinct_examples(task):
+    """TUNE_TRAIN_SIZE distinct train items for every task: asking for more returns them all."""
+    train = examples(task, "train", 100_000)
+    assert train_size(task) == TUNE_TRAIN_SIZE == len(train) == len({ex.x for ex in train})
+    assert {ex.x for ex in examples(task, "train", 50, seed=3)} <= {ex.x for ex in train}
+    assert examples(task, "train") == examples(task, "train", TUNE_TRAIN_SIZE)
+
+
+def test_train_size_of_pretraining_tasks():
+    assert train_size("reverse") is None  # unbounded: random strings
+    assert train_size("translate") == len(examples("translate", "train"))
+
+
+@pytest.mark.parametrize("task", RANDOM_STRING_TASKS)
+def test_string_lengths_and_the_long_split(task):
+    """Pretraining and tuning strings are 4 to 7 letters, "long" ones 8 to 10 (longer than any string
+    trained on), with test keys."""
+    lo, hi = PRETRAIN_LENGTHS if task in PRETRAIN_TASKS else TUNE_LENGTHS
+    for split in SPLITS:
+        assert {len(ex.x) for ex in examples(task, split, 300)} == set(range(lo, hi + 1)), split
+    long = examples(task, "long", 300)
+    assert {len(ex.x) for ex in long} == set(range(LONG_LENGTHS[0], LONG_LENGTHS[1] + 1))
+    assert all(_bucket(ex.x) == "test" for ex in long)
+    assert PRETRAIN_LENGTHS[1] < LONG_LENGTHS[0] and TUNE_LENGTHS[1] < LONG_LENGTHS[0]
+    if task in DOWNSTREAM_TASKS:
+        assert max(len(ex.x) for ex in examples(task, "train")) < LONG_LENGTHS[0]
+
+
+def test_long_split_is_for_random_strings_only():
+    for task in ("translate", "bare-translate"):
+        with pytest.raises(ValueError, match="no split 'long'"):
+            examples(task, "long", 5)
+
+
+def test_every_example_fits_the_context_with_room_for_40_prompt_rows():
+    """The longest template with the longest input and answer (10 letters, or the longest lexicon word)
+    leaves room in block_size for 40 soft-prompt rows (the longest prompt compare tries)."""
+    longest_word = max(len(w) for w, _ in LEXICON)
+    longest_german = max(len(g) for _, g in LEXICON)
+    longest = 0
+    for task in PRETRAIN_TASKS + DOWNSTREAM_TASKS:
+        template = max(TEMPLATES.get(task, (BARE_TEMPLATE,)), key=len)
+        x, answer = (longest_word, longest_german) if uses_lexicon(task) else (LONG_LENGTHS[1], LONG_LENGTHS[1])
+        longest = max(longest, len(template) - len("{x}") + x + answer + 1)  # + <eos>
+    assert longest + 40 <= GPTConfig().block_size
+    for task in PRETRAIN_TASKS + DOWNSTREAM_TASKS:  # and so do the examples themselves
+        for split in splits_of(task):
+            assert max(len(encode_example(TOK, ex)[0]) for ex in examples(task, split, 50)) <= longest
+
+
 def test_downstream_tasks_include_bare_versions_composed_tasks_and_a_new_skill():
     assert set(DOWNSTREAM_TASKS) == {f"bare-{t}" for t in PRETRAIN_TASKS} | set(COMPOSED_TASKS) | {"shift"}
     assert not set(DOWNSTREAM_TASKS) & set(PRETRAIN_TASKS)
 
 
 HAND_WORKED = {  # (task, input, answer), written out by hand, not by solve()
-    "translate": [("dog", "Hund"), ("cheese", "Käse"), ("bear", "Bär")],
+    "translate": [("dog", "Hund"), ("cheese", "Käse"), ("foot", "Fuß")],
     "reverse": [("stop", "pots"), ("abc", "cba"), ("kayak", "kayak")],
     "uppercase": [("stop", "STOP"), ("xyz", "XYZ")],
     "sort": [("stop", "opst"), ("banana", "aaabnn"), ("zyx", "xyz")],
     "devowel": [("house", "hs"), ("stop", "stp"), ("queue", "q")],
     "reverse-upper": [("stop", "POTS"), ("abc", "CBA")],
     "devowel-reverse": [("stop", "pts"), ("house", "sh"), ("banana", "nnb")],
-    "shift": [("abc", "bcd"), ("yak", "zbl"), ("zoo", "app")],
+    "shift": [("abc", "bcd"), ("yaks", "zblt"), ("zoo", "app")],
 }
 
 
@@ -191,22 +308,119 @@ def test_no_pretraining_example_begins_with_the_bare_format():
             assert not template.format(x="abc").startswith(BARE_TEMPLATE.format(x="abc"))
 
 
-@pytest.mark.parametrize("task", COMPOSED_TASKS + NEW_SKILL_TASKS)
-def test_no_composed_or_new_skill_answer_occurs_in_pretraining(task):
-    """For every input, the chained (or new) skill's answer is no pretraining task's answer to that input,
-    and the text "'x': answer" never occurs in pretraining text (a palindrome would make it occur)."""
-    texts = "\n".join(pretraining_texts())
-    exs = [ex for split in SPLITS for ex in examples(task, split, 300)]
-    for ex in exs:
-        assert all(ex.answer != solve(t, ex.x) for t in PRETRAIN_TASKS if not uses_lexicon(t)), ex
-    assert not [ex for ex in exs if ex.text in texts]
+# ---------------------------------------------------------------------------- no free points
 
 
-def test_composed_tasks_leave_out_palindromes():
-    """On a palindrome, reverse-upper answers like uppercase: no test of the chain, so never drawn."""
-    xs = [ex.x for ex in examples("reverse-upper", "train", 5000)]
-    assert not [x for x in xs if x == x[::-1]]
-    assert sum(len(x) == 3 for x in xs) > 500  # where 1 in 26 random strings would be palindromes
+@pytest.mark.parametrize("task", DOWNSTREAM_TASKS)
+def test_no_downstream_item_is_answered_by_copying_or_by_a_wrong_skill(task):
+    """In every split, the answer is neither the input nor any other pretrained skill's answer on it;
+    so the copy baseline is 0 (at most 5 % is the promise)."""
+    skill = skill_of(task)
+    for split in splits_of(task):
+        exs = examples(task, split, 300)
+        assert copy_baseline(exs) == 0 <= 0.05
+        for ex in exs:
+            wrong = {ex.x} | {solve(t, ex.x) for t in STRING_SKILLS if t != skill}
+            assert ex.answer not in wrong, (split, ex)
+            if not uses_lexicon(task):  # a vowel and a consonant: devowel changes it, leaving something
+                assert set(ex.x) & VOWELS and set(ex.x) - VOWELS, ex
+
+
+@pytest.mark.parametrize("task", PRETRAIN_TASKS)
+def test_pretraining_items_are_not_answered_by_copying_either(task):
+    for split in SPLITS:
+        assert copy_baseline(examples(task, split, 300)) == 0
+
+
+@pytest.mark.parametrize("x, rejected_by", [
+    ("abcba", {"reverse", "bare-reverse", "reverse-upper"}),  # a palindrome: reversing is copying
+    ("abst", {"sort", "bare-sort"}),  # already sorted
+    ("tsba", {"reverse", "bare-reverse", "sort", "bare-sort"}),  # reversed is sorted: one skill for the other
+    ("abab", {"devowel-reverse"}),  # devowelled 'bb' is a palindrome: the chain answers like devowel
+    ("bcdf", set(RANDOM_STRING_TASKS)),  # no vowel: devowel would copy
+    ("aeio", set(RANDOM_STRING_TASKS)),  # no consonant: devowel would leave nothing
+])
+def test_unfair_inputs_are_rejected_for_the_tasks_they_would_give_away(x, rejected_by):
+    for task in RANDOM_STRING_TASKS:
+        for split in SPLITS + ("long",):
+            if task in rejected_by:
+                assert not _fair(task, x, split), (task, x)
+
+
+def test_no_translation_is_a_string_skill_of_its_word():
+    for w, g in LEXICON:
+        assert g not in {w} | {solve(t, w) for t in STRING_SKILLS}, w
+
+
+# ---------------------------------------------------------------------------- never seen in pretraining
+
+
+@given(lowercase_strings)
+def test_every_string_skill_keeps_the_split_key(s):
+    """A string, its reversal, sorted form, upper case and devowelled form (and the chains of them) share
+    one key, so one split: a pretraining answer is in its input's split. Strings with one devowelled form
+    share a key too (the key is a function of the devowelled form)."""
+    for skill in STRING_SKILLS + ("reverse-upper", "devowel-reverse"):
+        assert split_key(solve(skill, s)) == split_key(s), skill
+    assert split_key(s) == "".join(sorted(solve("devowel", s)))
+    assert _bucket(s) == _bucket(s.upper()) == _bucket(s[::-1])
+
+
+def test_every_lexicon_word_has_a_key_no_random_string_is_drawn_from():
+    for pair in LEXICON:
+        for word in pair:
+            assert _bucket(word) == "lexicon", word
+    assert all(_bucket(ex.x) != "lexicon" for t in RANDOM_STRING_TASKS for ex in examples(t, "train", 100))
+
+
+@given(lowercase_strings, st.sampled_from(RANDOM_STRING_TASKS), st.sampled_from(SPLITS + ("long",)))
+def test_a_fair_item_shows_only_strings_of_its_own_split(x, task, split):
+    """What _fair accepts (every random-string input of every task and split passes it) has its input's
+    and its answer's key in the item's split ("long": test keys)."""
+    if _fair(task, x, split):
+        bucket = "test" if split == "long" else split
+        assert _bucket(x) == _bucket(solve(skill_of(task), x)) == bucket
+
+
+def test_no_held_out_input_or_answer_can_occur_in_pretraining_by_construction():
+    """The proof, in four checked steps. (1) Every pretraining random-string input has a train key (it
+    passed _fair for "train"; checked on samples here and for any string above). (2) Every pretraining
+    answer to one has the same key (test_every_string_skill_keeps_the_split_key), so a train key.
+    (3) Every other pretraining input or answer is a lexicon word, whose key is reserved ("lexicon").
+    (4) Every dev, test or long input and answer of a downstream random-string task has a dev or test
+    key. Equal strings have equal keys, so no held-out string is a pretraining string."""
+    rng = random.Random(0)
+    for task in PRETRAIN_TASKS:  # (1) and (3)
+        for _ in range(300):
+            ex = sample_example(task, "train", rng)
+            shown = {ex.x, ex.answer}
+            assert {_bucket(s) for s in shown} <= ({"lexicon"} if uses_lexicon(task) else {"train"}), ex
+    for task in DOWNSTREAM_STRING_TASKS:  # (4)
+        for split in HELD_OUT:
+            for ex in examples(task, split, 300):
+                assert {_bucket(ex.x), _bucket(ex.answer)} <= {"dev", "test"}, ex
+
+
+@pytest.mark.slow
+def test_no_held_out_input_or_answer_occurs_in_one_pretraining_run():
+    """Sampled, as pretraining samples: one shipped run's worth of characters (steps x batch rows x
+    block_size) of pretraining examples. None of their inputs and answers is a dev, test or long input or
+    answer of a downstream random-string task; bare-translate's inputs are lexicon words, which pretraining
+    must show (translation is knowledge), but never in its bare text."""
+    cfg = PretrainConfig()
+    tasks, weights = list(cfg.task_weights), list(cfg.task_weights.values())
+    rng, shown, texts, chars = random.Random(0), set(), set(), 0
+    while chars < cfg.steps * cfg.batch_size * cfg.model.block_size:
+        ex = sample_example(rng.choices(tasks, weights)[0], "train", rng)  # as pretrain_batch draws them
+        shown |= {ex.x, ex.answer}
+        texts.add(ex.text)
+        chars += len(ex.text) + 1  # + <eos>
+    held = {s for t in DOWNSTREAM_STRING_TASKS for split in HELD_OUT for ex in examples(t, split, 300)
+            for s in (ex.x, ex.answer)}
+    assert len(shown) > 100_000 and len(held) > 10_000
+    assert not shown & held
+    bare = [ex.text for split in ("dev", "test") for ex in examples("bare-translate", split)]
+    assert not texts & set(bare)
 
 
 # ---------------------------------------------------------------------------- determinism
@@ -236,12 +450,13 @@ def test_pretrain_batch_is_deterministic_for_same_rng_seed():
 
 
 @pytest.mark.parametrize("task", RANDOM_STRING_TASKS)
-def test_random_string_splits_have_disjoint_inputs(task):
-    xs = {split: {ex.x for ex in examples(task, split, n=300)} for split in SPLITS}
+def test_random_string_splits_have_disjoint_inputs_and_keys(task):
+    xs = {split: {ex.x for ex in examples(task, split, n=300)} for split in SPLITS + ("long",)}
     assert all(len(s) == 300 for s in xs.values())
-    assert not xs["train"] & xs["dev"]
-    assert not xs["train"] & xs["test"]
-    assert not xs["dev"] & xs["test"]
+    keys = {split: {split_key(x) for x in s} for split, s in xs.items()}
+    for a, b in [("train", "dev"), ("train", "test"), ("dev", "test"), ("train", "long"), ("dev", "long")]:
+        assert not xs[a] & xs[b] and not keys[a] & keys[b], (a, b)
+    assert not xs["test"] & xs["long"]  # (same keys, other lengths)
 
 
 def test_pretrain_translate_splits_disjoint_pairs_and_all_words_in_train():
@@ -276,24 +491,43 @@ def test_downstream_lexicon_splits_have_disjoint_words(task):
 
 @pytest.mark.parametrize("task", ["bare-translate", "shift", "bare-reverse", "devowel"])
 def test_sample_example_stays_in_its_split(task):
-    """Inputs drawn one at a time by sample_example come only from the asked-for split."""
+    """Inputs drawn one at a time by sample_example come only from the asked-for split; a downstream train
+    split (and every lexicon split) is the fixed set examples() returns."""
     rng = random.Random(0)
-    drawn = {split: {sample_example(task, split, rng).x for _ in range(100)} for split in SPLITS}
-    assert not drawn["train"] & drawn["dev"]
-    assert not drawn["train"] & drawn["test"]
-    assert not drawn["dev"] & drawn["test"]
-    if task in DOWNSTREAM_TASKS and uses_lexicon(task):
-        for split in SPLITS:
+    splits = splits_of(task)
+    drawn = {split: {sample_example(task, split, rng).x for _ in range(100)} for split in splits}
+    for a in splits:
+        for b in splits:
+            assert a == b or {a, b} == {"test", "long"} or not drawn[a] & drawn[b], (a, b)
+    if task in DOWNSTREAM_TASKS:
+        for split in splits if uses_lexicon(task) else ("train",):
             assert drawn[split] <= {ex.x for ex in examples(task, split)}
 
 
 def test_split_buckets_are_about_80_10_10():
     counts = {split: 0 for split in SPLITS}
-    for i in range(10000):
-        counts[_bucket(f"w{i}")] += 1
+    rng = random.Random(0)
+    keys = {"".join(sorted(rng.choices("bcdfghjklmnpqrstvwxyz", k=rng.randint(3, 8)))) for _ in range(12000)}
+    keys = sorted(k for k in keys if _bucket(k) != "lexicon")[:10000]
+    for key in keys:
+        counts[_bucket(key)] += 1
     assert 7800 <= counts["train"] <= 8200
     assert 800 <= counts["dev"] <= 1200
     assert 800 <= counts["test"] <= 1200
+
+
+def test_each_draw_has_its_own_salt_and_a_cryptographic_hash():
+    """Three draws (string split, word split, held-out templates), three blake2b personalizations: a
+    key's place in one draw says nothing about its place in another (CRC32 salts differ by a fixed XOR)."""
+    salts = (STRING_SALT, WORD_SALT, TEMPLATE_SALT)
+    assert len(set(salts)) == 3 and all(len(s.encode()) <= 16 for s in salts)  # blake2b's person: 16 bytes
+    words = [w for w, _ in LEXICON]
+    for s1 in salts:
+        for s2 in salts:
+            if s1 < s2:  # XOR of two salts' hashes is not one fixed value, unlike CRC32's
+                assert len({_hash(s1, w) ^ _hash(s2, w) for w in words}) == len(words)
+                agree = sum(_hash(s1, w) % 2 == _hash(s2, w) % 2 for w in words)
+                assert 0.4 < agree / len(words) < 0.6  # parities agree by chance, about half the time
 
 
 # ---------------------------------------------------------------------------- batches
@@ -357,3 +591,5 @@ def test_unknown_split_raises_listing_choices():
 def test_random_string_task_without_n_raises():
     with pytest.raises(ValueError, match="pass n"):
         examples("reverse", "train")
+    with pytest.raises(ValueError, match="pass n"):
+        examples("bare-reverse", "test")
