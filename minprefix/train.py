@@ -25,7 +25,7 @@ from .methods import DEFAULT_METHOD, METHODS, RENAMED
 from .model import GPT, autocast
 from .prefix import LAYERS
 from .scoring import score
-from .world import DOWNSTREAM_TASKS, PRETRAIN_TASKS, Tokenizer, answer_batch, examples
+from .world import DOWNSTREAM_TASKS, PRETRAIN_TASKS, TUNE_TRAIN_SIZE, Tokenizer, answer_batch, examples
 
 # ---------------------------------------------------------------------------- the training loop
 
@@ -190,7 +190,8 @@ class TuneConfig(LoopConfig):
     init: str | None = arg(None, "how the rows start (default: the method's; see the table below)")
     init_text: str | None = arg(None, "start the rows from this text, repeated or cut to P tokens (means --init text)")
     eval_every: int = arg(50, "steps between dev evaluations (the best is kept)", low=1)
-    n_train: int = arg(2000, "training examples (at most: a lexicon split may be smaller)", low=1, high=100_000)
+    n_train: int = arg(TUNE_TRAIN_SIZE, "training examples (at most: every downstream task has this many)", low=1,
+                       high=100_000)
     n_dev: int = arg(200, "dev examples (at most, likewise)", low=1, high=10_000)
     prefix_layers: str = arg("all", "the layers that wear a prefix: all, bottom or top half (prefix methods only)",
                              choices=LAYERS)

@@ -29,7 +29,8 @@ from ..hard_prompt import SEARCH_START, score_templates, search_prompt
 from .. import methods
 from ..methods import METHODS
 from ..train import TuneConfig
-from ..world import BARE_TEMPLATE, COMPOSED_TASKS, NEW_SKILL_TASKS, PRETRAIN_TASKS, TEMPLATES, copy_baseline, examples
+from ..world import (BARE_TEMPLATE, COMPOSED_TASKS, NEW_SKILL_TASKS, PRETRAIN_TASKS, copy_baseline, examples,
+                     hand_templates, instruction)
 
 INIT_STUDY = (methods.SOFT.name, methods.PREFIX.name)  # the direct methods whose initialization is studied
 SOFT_INITS = ("random", "vocab", "text")
@@ -49,22 +50,6 @@ SOFT, PREFIX, PREFIX_DIRECT, FULL = (variant(SOFT_NAME, "vocab"), variant(method
                                      variant(methods.PREFIX.name), variant(methods.FULL.name))
 INIT_VARIANTS = tuple(variant(SOFT_NAME, i) for i in SOFT_INITS)  # (their init; the direct prefix too)
 SHIFT_VARIANTS = (SOFT,) + tuple(variant(m) for m in METHODS if m != SOFT_NAME)
-COMPOSED_TEMPLATES = {  # hand-written instructions the base never saw (for text init and the template row)
-    "reverse-upper": ("Reverse '{x}' in capital letters: ", "Spell '{x}' backwards in upper case: "),
-    "devowel-reverse": ("Remove the vowels from '{x}' and reverse it: ", "Spell '{x}' backwards without vowels: "),
-    "shift": ("Move each letter of '{x}' one place along the alphabet: ",),
-}
-
-
-def hand_templates(task: str) -> tuple[str, ...]:
-    return TEMPLATES[task.removeprefix("bare-")] if task.startswith("bare-") else COMPOSED_TEMPLATES[task]
-
-
-def instruction(task: str) -> str:
-    """The task's first hand-written template without its input: the text of text init."""
-    return " ".join(hand_templates(task)[0].replace("'{x}'", "").split())
-
-
 @dataclass
 class CompareConfig:
     steps: int = arg(200, "optimizer steps of every tuning run", low=1)
