@@ -8,10 +8,12 @@ one downstream task, with dev evaluation and the best artifact kept.
 
 import json
 import math
+import os
 import random
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -100,6 +102,46 @@ class Checkpoint:
                          "config": self.config, "state": state}, self.path)
 
 
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, but belongs to another user
+        return True
+    return True
+
+
+@contextmanager
+def run_lock(run_dir):
+    """Hold run_dir/lock (our pid) while a run writes there; a live holder's lock stops us, a dead one's is taken."""
+    if run_dir is None or not distributed.is_main():  # under torchrun the main rank holds it for all
+        yield
+        return
+    path = Path(run_dir) / "lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):  # a stale lock is removed, then taken on the next try
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)  # atomic: only one creator wins
+        except FileExistsError:
+            text = path.read_text().strip() if path.exists() else ""
+            holder = int(text) if text.isdigit() else None
+            if holder is not None and pid_alive(holder):
+                raise ValueError(f"{run_dir} is in use by pid {holder} (its lock file is {path}); wait for that "
+                                 "run to end, or pass another --run-dir") from None
+            path.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        break
+    else:
+        raise ValueError(f"{run_dir}: could not take the lock {path}; delete it if no run uses that folder")
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
 @dataclass
 class Run:
     """Where one call of `optimize` runs and whom it tells: all that is not the recipe (`LoopConfig`)."""
@@ -123,7 +165,14 @@ def optimize(model, cfg: LoopConfig, run: Run):
     run sees exactly the batches an uninterrupted one would. At step 0 of a fresh run, every
     `run.every` steps and at the end, on_eval(step, loss) runs, then a `Checkpoint` is written
     (with `run.state`). A run resumes from that checkpoint if there is one; Ctrl-C writes it first.
+    run_dir is locked meanwhile (`run_lock`): a second run there stops at once.
     """
+    with run_lock(run.run_dir):
+        return train_loop(model, cfg, run)
+
+
+def train_loop(model, cfg: LoopConfig, run: Run):
+    """The body of `optimize`, once run_dir is ours."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, run.peak_lr, cfg.weight_decay)
     ddp = distributed.world() > 1  # under torchrun: each rank trains on its shard, DDP averages the gradients

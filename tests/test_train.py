@@ -1,5 +1,9 @@
 """The training loop (minprefix/train.py): tune leaves the base alone, learns, resumes, stops on NaN."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from helpers import TOK, quick, tiny_base
@@ -161,3 +165,36 @@ def test_a_checkpoint_holding_another_methods_weights_is_refused(tmp_path):
     Checkpoint(tmp_path, cfg).save(other, make_optimizer(other.parameters(), 1e-3, 0.0), 4, {})
     with pytest.raises(ValueError, match="holds the weights of another method"):
         tune(base, TOK, cfg, run_dir=tmp_path, progress=False)
+
+
+# ---------------------------------------------------------------------------- one run per folder
+
+
+def test_a_run_folder_in_use_by_a_live_process_is_refused(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "lock").write_text(f"{child.pid}\n")  # as a run of that process would hold it
+        with pytest.raises(ValueError, match=f"{tmp_path} is in use by pid {child.pid}"):
+            tune(tiny_base(), TOK, quick("soft", steps=2), run_dir=tmp_path, progress=False)
+        assert (tmp_path / "lock").read_text().strip() == str(child.pid), "another run's lock was touched"
+    finally:
+        child.kill()
+        child.wait()
+    assert not os.path.exists(tmp_path / "checkpoint.pt")
+
+
+def test_a_stale_lock_is_taken_over_and_every_lock_is_released(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid is free now
+    (tmp_path / "lock").write_text(f"{dead.pid}\n")
+    seen = []
+    tune(tiny_base(), TOK, quick("soft", steps=2), run_dir=tmp_path, progress=False,
+         on_step=lambda s, loss: seen.append((tmp_path / "lock").read_text().strip()))
+    assert seen == [str(os.getpid())] * 2 and not (tmp_path / "lock").exists()
+
+    def interrupt(step, loss):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tune(tiny_base(), TOK, quick("soft", steps=4), run_dir=tmp_path / "b", progress=False, on_step=interrupt)
+    assert not (tmp_path / "b" / "lock").exists()
