@@ -39,6 +39,36 @@ def atomic_write_text(path, text: str):
     atomic_save(text, path, saver=lambda t, p: Path(p).write_text(t))
 
 
+def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of every tensor's name, dtype, shape and bytes, in name order: one flipped byte changes it."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name} {t.dtype} {tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def write_tensors(tensors: dict[str, torch.Tensor], info: dict, path):
+    """One safetensors file: the tensors, and `info` plus their checksum as JSON in its header, written atomically."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    info = {**info, "sha256": tensor_checksum(tensors)}
+    atomic_save(tensors, path, lambda t, p: save_file(t, str(p), metadata={"minprefix": json.dumps(info)}))
+
+
+def read_tensors(path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(info, tensors) of a file written by `write_tensors`, on the CPU; SafetensorError, KeyError or
+    JSONDecodeError if it cannot be read, a ValueError if its bytes do not match a recorded checksum."""
+    with safe_open(str(path), framework="pt") as f:
+        info = json.loads((f.metadata() or {})["minprefix"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: its metadata is a {type(info).__name__}, not a JSON object")
+    if "sha256" in info and info["sha256"] != tensor_checksum(tensors):  # files from before checksums have none
+        raise ValueError(f"{path}: tensor data does not match its checksum: the file is damaged")
+    return info, tensors
+
+
 def fingerprint(model: GPT) -> str:
     """Short SHA-256 of the config and every weight: artifacts record it to name their base."""
     h = hashlib.sha256(json.dumps(asdict(model.config), sort_keys=True).encode())
@@ -67,7 +97,7 @@ def save_prompt(model, path, base: GPT, meta: dict | None = None):
         **({"layers": model.layers} if getattr(model, "layers", "all") != "all" else {}),
         **(meta or {}),
     }
-    atomic_save(tensors, path, lambda t, p: save_file(t, str(p), metadata={"minprefix": json.dumps(info)}))
+    write_tensors(tensors, info, path)
 
 
 def read_artifact(path) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -76,9 +106,7 @@ def read_artifact(path) -> tuple[dict, dict[str, torch.Tensor]]:
     if not path.exists():
         raise FileNotFoundError(f"no artifact at {path}")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            info = json.loads((f.metadata() or {})["minprefix"])
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        info, tensors = read_tensors(path)
     except (SafetensorError, KeyError, json.JSONDecodeError, OSError) as e:
         raise ValueError(f"{path} is not a readable minprefix artifact (corrupt or another format): {e}") from None
     if info.get("format") != FORMAT:

@@ -282,7 +282,7 @@ def prompt_commands(command):
     c = command("tune", cmd_tune, "tune one method on one task", epilog=methods_epilog(),
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flags(c, TuneConfig)
-    c.add_argument("--run-dir", help="checkpoint.pt and best.safetensors go here (default: runs/METHOD-TASK)")
+    c.add_argument("--run-dir", help="checkpoint.safetensors and best.safetensors go here (default: runs/METHOD-TASK)")
     c.add_argument("--init-from", help="continue from a saved artifact of the same (direct) method")
 
     c = command("search-prompt", cmd_search_prompt, "score hard prompts, then search with gradients")

@@ -6,6 +6,7 @@ checkpoints and resume, so methods differ only in what they train. `tune` is tha
 one downstream task, with dev evaluation and the best artifact kept.
 """
 
+import hashlib
 import json
 import math
 import os
@@ -18,11 +19,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
 
 from . import distributed
-from .artifacts import atomic_save, load_into, save_prompt
-from .config import arg, validate
+from .artifacts import fingerprint, load_into, read_tensors, save_prompt, write_tensors
+from .config import arg, flag, validate
 from .methods import DEFAULT_METHOD, METHODS, RENAMED
 from .model import GPT, autocast
 from .prefix import LAYERS
@@ -73,20 +75,30 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
 
 
 class Checkpoint:
-    """run_dir/checkpoint.pt: trainable weights, optimizer, step, config and the caller's state, written atomically."""
+    """run_dir/checkpoint.safetensors, written atomically: every tensor (trainable weights, optimizer state, the
+    caller's) in safetensors, the rest (step, config, what the run depends on, optimizer settings, the caller's
+    state) as JSON in its header, with a checksum of the tensors. No pickle."""
 
-    def __init__(self, run_dir, cfg: LoopConfig):
-        self.path = Path(run_dir) / "checkpoint.pt" if run_dir is not None else None
+    def __init__(self, run_dir, cfg: LoopConfig, depends: dict | None = None):
+        self.path = Path(run_dir) / "checkpoint.safetensors" if run_dir is not None else None
         self.config = json.loads(json.dumps(asdict(cfg)))  # as JSON would give it back
+        self.depends = depends or {}  # e.g. the base's fingerprint, the sha256 of an init_from file
 
     def resume(self, model, opt, state: dict, device) -> int:
         """The step to start from: 0, or the saved one with weights, optimizer and state restored."""
-        if self.path is None or not self.path.exists():
+        if self.path is None:
             return 0
-        ckpt = torch.load(self.path, map_location=device, weights_only=True)
-        if ckpt["config"] != self.config:
-            raise ValueError(f"{self.path} was written by another configuration; "
-                             "pass another --run-dir, or delete that one to start over")
+        if not self.path.exists():
+            old = self.path.with_name("checkpoint.pt")
+            if old.exists():  # an older minprefix's pickle: never unpickled, never silently ignored
+                raise ValueError(f"{old} is a checkpoint of an older minprefix; delete it to start over "
+                                 "(best.safetensors, if any, is kept)")
+            return 0
+        ckpt = read_checkpoint(self.path, device)
+        differ = differences(ckpt["config"], ckpt["depends"], self.config, self.depends)
+        if differ:
+            raise ValueError(f"{self.path} was written by another configuration: {'; '.join(differ)}. "
+                             "Run with the same ones, pass another --run-dir, or delete that one to start over")
         if set(ckpt["trainable"]) != set(trainable_state(model)):
             raise ValueError(f"{self.path} holds the weights of another method "
                              f"({', '.join(sorted(ckpt['trainable'])[:3])}, ...); pass another --run-dir, "
@@ -98,8 +110,68 @@ class Checkpoint:
 
     def save(self, model, opt, step: int, state: dict):
         if self.path is not None and distributed.is_main():  # every rank holds the same weights
-            atomic_save({"trainable": trainable_state(model), "optimizer": opt.state_dict(), "step": step,
-                         "config": self.config, "state": state}, self.path)
+            tensors = {}
+            info = pack({"trainable": trainable_state(model), "optimizer": opt.state_dict(), "state": state},
+                        "", tensors)
+            write_tensors(tensors, {"format": CHECKPOINT_FORMAT, "step": step, "config": self.config,
+                                    "depends": self.depends, **info}, self.path)
+
+
+CHECKPOINT_FORMAT = "minprefix-checkpoint-1"
+
+
+def read_checkpoint(path, device="cpu") -> dict:
+    """What `Checkpoint.save` wrote at path, tensors on device; a damaged file is a ValueError saying so."""
+    try:
+        info, tensors = read_tensors(path)
+        if info.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"format {info.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
+        ckpt = unpack(info, {k: v.to(device) for k, v in tensors.items()})
+        ckpt["optimizer"]["state"] = {int(k): v for k, v in ckpt["optimizer"]["state"].items()}  # JSON made them str
+        for name, kind in (("step", int), ("config", dict), ("depends", dict), ("trainable", dict), ("state", dict)):
+            if not isinstance(ckpt[name], kind):
+                raise ValueError(f"its {name!r} is a {type(ckpt[name]).__name__}, not a {kind.__name__}")
+    except (SafetensorError, KeyError, TypeError, ValueError, AttributeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is damaged ({e}); delete it to start over "
+                         "(best.safetensors, if any, is kept)") from None
+    return ckpt
+
+
+def pack(obj, prefix: str, tensors: dict):
+    """obj made JSON-able: each tensor in it goes to tensors[its path] and is left as {"__tensor__": path}."""
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj
+        return {"__tensor__": prefix}
+    if isinstance(obj, dict):
+        return {str(k): pack(v, f"{prefix}/{k}", tensors) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [pack(v, f"{prefix}/{i}", tensors) for i, v in enumerate(obj)]
+    return obj
+
+
+def unpack(obj, tensors: dict):
+    """The inverse of `pack`."""
+    if isinstance(obj, dict):
+        if set(obj) == {"__tensor__"}:
+            return tensors[obj["__tensor__"]]
+        return {k: unpack(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [unpack(v, tensors) for v in obj]
+    return obj
+
+
+def differences(old_config: dict, old_depends: dict, config: dict, depends: dict) -> list[str]:
+    """Each flag or input in which a checkpoint's run differs from this one, said in one phrase."""
+    said = [f"{flag(k)} {old_config.get(k)!r} (checkpoint) vs {config.get(k)!r} (now)"
+            for k in sorted(set(old_config) | set(config)) if old_config.get(k) != config.get(k)]
+    old, new = old_depends.get("base"), depends.get("base")
+    if old != new:
+        said.append(f"--base: fingerprint {old} (checkpoint) vs {new} (now)")
+    old, new = old_depends.get("init_from"), depends.get("init_from")
+    if old != new:
+        said.append("--init-from: " + ("added" if old is None else "removed" if new is None else
+                                       f"sha256 {old[:16]} (checkpoint) vs {new[:16]} (now)"))
+    return said
 
 
 def pid_alive(pid: int) -> bool:
@@ -149,13 +221,14 @@ class Run:
     peak_lr: float
     next_batch: Callable  # next_batch(rng) -> (idx, targets), rng seeded by (seed, step) alone
     every: int = 100  # steps between on_eval calls and checkpoints
-    run_dir: Path | str | None = None  # checkpoint.pt goes here (None: no checkpoints, no resume)
+    run_dir: Path | str | None = None  # checkpoint.safetensors goes here (None: no checkpoints, no resume)
     device: str = "cpu"
     on_eval: Callable | None = None  # on_eval(step, loss) -> a dict for the progress bar, or None
     state: dict = field(default_factory=dict)  # the caller's, saved in every checkpoint and restored
     desc: str = "train"  # the progress bar's label
     progress: bool = True
     on_step: Callable | None = None  # on_step(step, loss) after every step (tests interrupt runs with it)
+    depends: dict = field(default_factory=dict)  # what a resume must find unchanged besides the config
 
 
 def optimize(model, cfg: LoopConfig, run: Run):
@@ -177,7 +250,7 @@ def train_loop(model, cfg: LoopConfig, run: Run):
     opt = make_optimizer(params, run.peak_lr, cfg.weight_decay)
     ddp = distributed.world() > 1  # under torchrun: each rank trains on its shard, DDP averages the gradients
     train_model = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
-    checkpoint = Checkpoint(run.run_dir, cfg)
+    checkpoint = Checkpoint(run.run_dir, cfg, run.depends)
     step = checkpoint.resume(model, opt, run.state, run.device)
     evaluate = run.on_eval or (lambda step, loss: None)
     shown = (evaluate(0, None) or {}) if step == 0 else {}  # the untrained model: where every curve starts
@@ -268,6 +341,13 @@ class TuneConfig(LoopConfig):
         return self.lr if self.lr is not None else METHODS[self.method].lr
 
 
+def file_sha256(path) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no artifact at {path} (--init-from)") from None
+
+
 def build_method(base: GPT, tok: Tokenizer, cfg: TuneConfig):
     """The model to train: the frozen base wearing cfg.method (or a trainable copy for full)."""
     ids = tok.encode(cfg.init_text) if cfg.init_text is not None else None
@@ -279,10 +359,11 @@ def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu",
          init_from=None, on_step=None):
     """Train cfg.method on cfg.task; returns (model with the best dev weights, history).
 
-    run_dir: where checkpoint.pt (for resuming) and best.safetensors (the artifact) go.
+    run_dir: where checkpoint.safetensors (for resuming) and best.safetensors (the artifact) go.
     init_from: a saved artifact of the same method to continue from.
     """
     base = base.to(device)
+    depends = {"base": fingerprint(base), "init_from": file_sha256(init_from) if init_from is not None else None}
     base_before = {k: v.clone() for k, v in base.state_dict().items()}
     model = build_method(base, tok, cfg).to(device)
     if init_from is not None:
@@ -308,7 +389,7 @@ def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu",
     batch = lambda rng: answer_batch(tok, rng.choices(train_exs, k=cfg.batch_size), device)  # noqa: E731
     try:
         optimize(model, cfg, Run(cfg.peak_lr, batch, cfg.eval_every, run_dir, device, on_eval, state,
-                                 f"{cfg.method} on {cfg.task}", progress, on_step))
+                                 f"{cfg.method} on {cfg.task}", progress, on_step, depends))
     finally:
         gpt.grad_checkpointing = False
     for k, v in base.state_dict().items():  # the promise of every method here: the base is never modified

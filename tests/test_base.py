@@ -12,6 +12,7 @@ from helpers import tiny_config
 
 from minprefix.artifacts import fingerprint
 from minprefix.base import SHIPPED_DIR, PretrainConfig, load_base, load_model, pretrain, save_base
+from minprefix.train import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +34,7 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         pretrain(cfg, tmp_path / "b", progress=False, on_step=interrupt)
-    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"] == 5
+    assert read_checkpoint(tmp_path / "b" / "checkpoint.safetensors")["step"] == 5
     resumed = pretrain(cfg, tmp_path / "b", progress=False)
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name

@@ -33,6 +33,6 @@ def test_two_ranks_agree_with_each_other_and_with_one_process(tmp_path):
 def test_an_interrupted_run_resumes_under_torchrun(tmp_path):
     (straight, _) = run(tmp_path / "straight")
     assert run(tmp_path / "resumed", tmp_path / "run", interrupt_at=5) == []  # stopped: nothing saved
-    assert (tmp_path / "run" / "checkpoint.pt").exists()
+    assert (tmp_path / "run" / "checkpoint.safetensors").exists()
     (resumed, _) = run(tmp_path / "resumed", tmp_path / "run")
     torch.testing.assert_close(resumed["rows"], straight["rows"], atol=1e-6, rtol=1e-5)
