@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 
 from .methods import method_named, method_of
 from .model import GPT
+from .prefix import LAYERS
 from .prompted import DirectPrefix
 
 FORMAT = "minprefix-artifact-1"
@@ -111,7 +112,23 @@ def read_artifact(path) -> tuple[dict, dict[str, torch.Tensor]]:
         raise ValueError(f"{path} is not a readable minprefix artifact (corrupt or another format): {e}") from None
     if info.get("format") != FORMAT:
         raise ValueError(f"{path}: unknown artifact format {info.get('format')!r}, expected {FORMAT!r}")
+    check_info(path, info, tensors)
     return info, tensors
+
+
+def check_info(path, info: dict, tensors: dict[str, torch.Tensor]):
+    """Every metadata field the loader reads, checked: a hand-edited header is an error naming its field."""
+    for name in ("method", "base_fingerprint"):
+        if not isinstance(info.get(name), str):
+            raise ValueError(f"{path}: metadata field {name!r} is missing or not a string ({info.get(name)!r})")
+    if not isinstance(info.get("base_config"), dict):
+        raise ValueError(f"{path}: metadata field 'base_config' is missing or not an object")
+    shapes = {k: list(v.shape) for k, v in tensors.items()}
+    if info.get("shapes") != shapes:
+        raise ValueError(f"{path}: metadata field 'shapes' ({info.get('shapes')!r}) does not match the tensors "
+                         f"the file holds ({shapes})")
+    if "layers" in info and info["layers"] not in LAYERS:
+        raise ValueError(f"{path}: metadata field 'layers' is {info['layers']!r}, not one of {', '.join(LAYERS)}")
 
 
 def load_prompt(path, base: GPT):

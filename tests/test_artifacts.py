@@ -1,8 +1,12 @@
 """Saved prompts (minprefix/artifacts.py): the round trip, and clear errors for another base or a corrupt file."""
 
+import json
+
 import pytest
 import torch
 from helpers import TOK, tiny_base
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from minprefix.artifacts import load_prompt, save_prompt
 from minprefix.prefix import BlockInputPrefixGPT, PrefixGPT
@@ -53,3 +57,39 @@ def test_an_artifact_of_an_unknown_method_is_a_clear_error(tmp_path):
     save_prompt(PrefixGPT(base, 4), tmp_path / "p.safetensors", base, {"method": "lora"})
     with pytest.raises(ValueError, match="unknown method 'lora'; choose from full, soft"):
         load_prompt(tmp_path / "p.safetensors", base)
+
+
+# ---------------------------------------------------------------------------- integrity
+
+
+def test_a_flipped_byte_in_an_artifact_is_caught_by_its_checksum(tmp_path):
+    path = tmp_path / "p.safetensors"
+    save_prompt(SoftPromptGPT(tiny_base(), 4), path, tiny_base())
+    data = path.read_bytes()
+    path.write_bytes(data[:-5] + bytes([data[-5] ^ 0x01]) + data[-4:])  # one bit of the prompt's last number
+    with pytest.raises(ValueError, match="p.safetensors: tensor data does not match its checksum: the file is damaged"):
+        load_prompt(path, tiny_base())
+
+
+def rewrite_metadata(path, edit):
+    """The artifact at path with its JSON header edited by hand (the tensors and their checksum untouched)."""
+    with safe_open(str(path), framework="pt") as f:
+        info, tensors = json.loads(f.metadata()["minprefix"]), {k: f.get_tensor(k) for k in f.keys()}
+    edit(info)
+    save_file(tensors, str(path), metadata={"minprefix": json.dumps(info)})
+
+
+@pytest.mark.parametrize("field, edit", [
+    ("shapes", lambda info: info.update(shapes={"prompt": [2, 3, 4]})),
+    ("base_fingerprint", lambda info: info.pop("base_fingerprint")),
+    ("layers", lambda info: info.update(layers="middle")),
+    ("method", lambda info: info.update(method=7)),
+    ("base_config", lambda info: info.pop("base_config")),
+])
+def test_each_hand_edited_metadata_field_is_named(tmp_path, field, edit):
+    base = tiny_base()
+    path = tmp_path / "p.safetensors"
+    save_prompt(PrefixGPT(base, 4, layers="top"), path, base)
+    rewrite_metadata(path, edit)
+    with pytest.raises(ValueError, match=f"metadata field '{field}'"):
+        load_prompt(path, base)
