@@ -6,6 +6,7 @@ the KV cache during generation, and the trainable prefix of prefix tuning.
 """
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -161,9 +162,16 @@ class Generator:
         """Extend idx (B, T) by max_new_tokens tokens, using a KV cache.
 
         top_k=1 is greedy decoding. With stop_id, rows that produced it keep producing it
-        and decoding ends early once every row has.
+        and decoding ends early once every row has. The rows are of one length: no pad id (PAD_ID) in idx.
         """
+        if not isinstance(max_new_tokens, numbers.Integral) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be a non-negative integer (0 returns idx), got {max_new_tokens!r}")
         check_ids(idx, self.config, extra=self.prompt_rows() + max_new_tokens)
+        if (idx == PAD_ID).any():  # right pads would sit between a row and its new tokens; left pads, be attended to
+            b, t = (idx == PAD_ID).nonzero()[0].tolist()
+            raise ValueError(f"row {b} of idx holds the pad id {PAD_ID} at position {t}: generate takes no padding "
+                             "(right or left; there is no attention mask): generate rows of different lengths "
+                             "separately")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature} (use top_k=1 for greedy)")
         if top_k is not None and top_k < 1:
@@ -181,6 +189,9 @@ class Generator:
                 break
             logits, _ = self(next_id, cache=cache, **kw)
         return idx
+
+
+PAD_ID = 0  # the tiny world's <pad> (world.Tokenizer.pad_id); generate refuses it
 
 
 def check_ids(idx, config: GPTConfig, extra: int = 0):

@@ -55,7 +55,7 @@ def tiny_gpt2(seed: int = 0):
 
 def batch(seed: int = 1, B: int = 2, T: int = 6):
     g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, VOCAB, (B, T), generator=g)
+    return torch.randint(1, VOCAB, (B, T), generator=g)  # no id 0: our generate refuses it as <pad>
 
 
 def hf_greedy(model, idx, n, **kw):

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import tiny_base, tiny_config
+from helpers import TOK, tiny_base, tiny_config
 
-from minprefix.model import CausalSelfAttention, KVCache, attention_mask, pick_device
+from minprefix.model import PAD_ID, CausalSelfAttention, KVCache, attention_mask, pick_device
 
 
 def reference_attention(attn: CausalSelfAttention, x, past_kv=None, top_left=False):
@@ -163,7 +163,7 @@ def test_out_of_vocab_message_names_vocab_size():
 
 def test_generate_past_block_size_raises():
     model = tiny_base()
-    prompt = torch.zeros(1, 20, dtype=torch.long)
+    prompt = torch.full((1, 20), 5)
     model.generate(prompt, max_new_tokens=12, top_k=1)  # exactly 32 fits
     with pytest.raises(ValueError, match=r"33 positions.*block_size=32"):
         model.generate(prompt, max_new_tokens=13, top_k=1)
@@ -230,3 +230,21 @@ def test_pick_device_cuda_without_cuda_raises():
         pick_device("cuda")
     with pytest.raises(ValueError, match="'cuda:1'"):
         pick_device("cuda:1")
+
+
+# ---------------------------------------------------------------------------- batches that cannot be silently wrong
+
+
+def test_generate_refuses_a_negative_count_and_returns_the_input_for_zero():
+    model, idx = tiny_base(), torch.tensor([[5, 6, 7]])
+    with pytest.raises(ValueError, match="max_new_tokens must be a non-negative integer.*got -1"):
+        model.generate(idx, -1)
+    assert torch.equal(model.generate(idx, 0), idx)
+
+
+def test_generate_refuses_padded_rows():
+    assert PAD_ID == TOK.pad_id
+    model = tiny_base()
+    for idx in ([[5, 6, 7], [5, 6, PAD_ID]], [[5, 6, 7], [PAD_ID, 5, 6]]):  # right-padded, left-padded
+        with pytest.raises(ValueError, match="row 1 of idx holds the pad id 0 .*generate rows of different lengths"):
+            model.generate(torch.tensor(idx), 2, top_k=1)

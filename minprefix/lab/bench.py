@@ -168,7 +168,7 @@ def run_bench(cfg: BenchConfig, device="cpu", peft_too=True, progress=print, pro
     """Every ratio of the benchmark in one dict (see the module docstring); PEFT rows need transformers and peft."""
     torch.manual_seed(0)
     base = GPT(cfg.gpt_config()).to(device).freeze()
-    idx = torch.randint(0, cfg.vocab_size, (cfg.batch_size, cfg.seq_len + 1), device=device)
+    idx = torch.randint(1, cfg.vocab_size, (cfg.batch_size, cfg.seq_len + 1), device=device)  # no <pad> (0)
     batch = (idx[:, :-1], idx[:, 1:])
     models = {m.name: m.build(base, cfg.prompt_len).to(device) for m in (FULL, PREFIX_MLP, SOFT)}
     steps = {name: train_step(m, batch, cfg.bf16, device) for name, m in models.items()}
@@ -221,7 +221,7 @@ def peft_rows(cfg: BenchConfig, device, progress) -> dict:
         cache = theirs.get_prompt(batch_size=1)
         kv = torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in cache.layers])
         ours.rows.rows.copy_(ours.to_rows(kv))
-    idx = torch.randint(0, cfg.vocab_size, (cfg.batch_size, cfg.seq_len + 1), device=device)
+    idx = torch.randint(1, cfg.vocab_size, (cfg.batch_size, cfg.seq_len + 1), device=device)  # no <pad> (0)
     our_step, _ = train_step(ours, (idx[:, :-1], idx[:, 1:]), cfg.bf16, device)
     opt = make_optimizer(theirs.parameters(), 1e-4, 0.0)
 
