@@ -6,6 +6,8 @@ every field in one place, naming the flag and the allowed range.
 """
 
 import math
+import types
+import typing
 from dataclasses import MISSING, field, fields
 
 
@@ -21,11 +23,34 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+KINDS = {int: "an integer", float: "a number", bool: "True or False", str: "a string"}
+
+
+def type_error(f, v) -> str | None:
+    """What is wrong with the type of v for field f, or None: the Python API gets the CLI's types checked too."""
+    kinds = set(typing.get_args(f.type)) if isinstance(f.type, types.UnionType) else {f.type}
+    if v is None:
+        return None if type(None) in kinds else f"{flag(f.name)} must be {KINDS.get(f.type, f.type)}, got None"
+    kinds.discard(type(None))
+    if len(kinds) != 1 or next(iter(kinds)) not in KINDS:
+        return None  # a type this check does not know: left to the field's own code
+    kind = kinds.pop()
+    ok = {int: lambda: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda: isinstance(v, (int, float)) and not isinstance(v, bool),  # an int is a fine float
+          bool: lambda: isinstance(v, bool), str: lambda: isinstance(v, str)}[kind]()
+    return None if ok else f"{flag(f.name)} must be {KINDS[kind]}, got {v!r}"
+
+
 def validate(cfg) -> None:
-    """Raise a ValueError naming the flag and the allowed values for the first field out of range."""
+    """Raise a ValueError naming the flag and the allowed values for the first field of a wrong type or out of range."""
     for f in fields(cfg):
         m, v = f.metadata, getattr(cfg, f.name)
-        if "help" not in m or v is None or isinstance(v, bool):
+        if "help" not in m:
+            continue
+        wrong = type_error(f, v)
+        if wrong:
+            raise ValueError(wrong)
+        if v is None or isinstance(v, bool):
             continue
         if m["choices"] is not None and v not in m["choices"]:
             raise ValueError(f"{flag(f.name)} {v!r} is not one of: {', '.join(map(str, m['choices']))}")

@@ -258,3 +258,23 @@ def test_any_number_for_any_flag_works_or_fails_in_one_line(command, tiny_base_d
         assert code == 0 or one_line_error(code, err, command), (argv, err)
 
     check()
+
+
+# ---------------------------------------------------------------------------- config types from the Python API
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda: TuneConfig(steps=2.5), "--steps must be an integer, got 2.5"),
+    (lambda: TuneConfig(steps="5"), "--steps must be an integer, got '5'"),
+    (lambda: TuneConfig(batch_size=True), "--batch-size must be an integer, got True"),
+    (lambda: TuneConfig(steps=None), "--steps must be an integer, got None"),
+    (lambda: TuneConfig(lr="0.1"), "--lr must be a number, got '0.1'"),
+    (lambda: TuneConfig(bf16=1), "--bf16 must be True or False, got 1"),
+    (lambda: PretrainConfig(weight_decay="0"), "--weight-decay must be a number, got '0'"),
+    (lambda: CompareConfig(seeds=2.0), "--seeds must be an integer, got 2.0"),
+    (lambda: BenchConfig(d_model="256"), "--d-model must be an integer, got '256'"),
+])
+def test_config_fields_are_typed(make, needle):
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        make()
+    assert TuneConfig(lr=1).lr == 1 and TuneConfig(hidden=None).hidden is None  # an int is a fine float
