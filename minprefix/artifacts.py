@@ -30,9 +30,16 @@ def atomic_save(obj, path, saver=torch.save):
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per process: two writers never share it
     try:
         saver(obj, tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())  # as a plain open() would make it (some savers make 0600)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def current_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path, text: str):

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from .artifacts import atomic_save, atomic_write_text, fingerprint
 from .config import arg
-from .model import GPT, GPTConfig
+from .model import GPT, GPTConfig, is_device_name
 from .train import LoopConfig, Run, optimize
 from .world import PRETRAIN_TASKS, Tokenizer, pretrain_batch
 
@@ -90,5 +90,14 @@ def load_model(path, device="cpu") -> GPT:
 
 
 def load_base(device="cpu", path=SHIPPED_DIR) -> tuple[GPT, Tokenizer]:
-    """The shipped base, frozen and in eval mode, with its tokenizer."""
+    """The shipped base (or the one saved at `path`), frozen and in eval mode, with its tokenizer.
+
+    load_base("/a/dir") is read as load_base(path="/a/dir"), on the CPU.
+    """
+    device = str(device) if isinstance(device, torch.device) else device
+    if not is_device_name(device) and isinstance(device, (str, Path)) and Path(device).is_dir():
+        device, path = "cpu", device  # a directory given first: the base meant, not a device
+    elif not is_device_name(device):
+        raise ValueError(f"load_base: {device!r} is neither a device (cpu, cuda, cuda:N, mps) nor a directory; "
+                         "call load_base(device) or load_base(path=DIR) or load_base(device, DIR)")
     return load_model(path, device).freeze(), Tokenizer()

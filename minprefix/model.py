@@ -7,6 +7,7 @@ the KV cache during generation, and the trainable prefix of prefix tuning.
 
 import math
 import numbers
+import re
 from dataclasses import dataclass
 
 import torch
@@ -328,11 +329,21 @@ class GPT(nn.Module, Generator):
         return model
 
 
+def is_device_name(name) -> bool:
+    """Whether name is one this library runs on: cpu, cuda, cuda:N or mps."""
+    return isinstance(name, str) and re.fullmatch(r"cpu|mps|cuda(:\d+)?", name) is not None
+
+
 def pick_device(name: str | None = None) -> str:
     """The device to run on: `name` if given, else cuda, then mps, then cpu."""
     if name:
+        if not is_device_name(name):
+            raise ValueError(f"unknown device {name!r}: use cpu, cuda, cuda:N (N a GPU's index, from 0) or mps")
         if name.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {name!r} requested but CUDA is not available here")
+        if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} "
+                             f"CUDA device(s): cuda:0 to cuda:{torch.cuda.device_count() - 1}")
         if name == "mps" and not torch.backends.mps.is_available():
             raise ValueError("device 'mps' requested but MPS is not available here")
         return name

@@ -1,6 +1,7 @@
 """The base (minprefix/base.py): pretraining and resuming, saving and loading, the shipped base, the wheel."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -8,10 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_config
+from helpers import tiny_base, tiny_config
 
-from minprefix.artifacts import fingerprint
+from minprefix.artifacts import fingerprint, save_prompt
 from minprefix.base import SHIPPED_DIR, PretrainConfig, load_base, load_model, pretrain, save_base
+from minprefix.soft_prompt import SoftPromptGPT
 from minprefix.train import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,3 +115,32 @@ def test_a_built_wheel_carries_the_shipped_base(tmp_path):
 
 def test_package_ships_a_license():
     assert "MIT License" in (ROOT / "LICENSE").read_text()
+
+
+# ---------------------------------------------------------------------------- the environment
+
+
+def test_load_base_takes_a_directory_first_or_says_how_to_call_it(tmp_path):
+    save_base(tiny_base(), tmp_path / "base")
+    model, _ = load_base(str(tmp_path / "base"))
+    assert fingerprint(model) == fingerprint(tiny_base()) and str(model.wte.weight.device) == "cpu"
+    assert fingerprint(load_base(tmp_path / "base")[0]) == fingerprint(model)
+    with pytest.raises(ValueError, match="neither a device .* nor a directory; call load_base"):
+        load_base(str(tmp_path / "nowhere"))
+
+
+def test_written_files_have_a_normal_saves_mode(tmp_path):
+    base = tiny_base()
+    save_base(base, tmp_path / "base")
+    save_prompt(SoftPromptGPT(base, 4), tmp_path / "p.safetensors", base)
+    pretrain(tiny_pretrain_config(), tmp_path / "run", progress=False)
+    old = os.umask(0o027)
+    try:
+        save_prompt(SoftPromptGPT(base, 4), tmp_path / "q.safetensors", base)
+    finally:
+        os.umask(old)
+    want = 0o666 & ~old
+    files = [tmp_path / "base" / "model.safetensors", tmp_path / "base" / "config.json", tmp_path / "p.safetensors",
+             tmp_path / "run" / "checkpoint.safetensors"]
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: oct(want) for f in files}
+    assert oct((tmp_path / "q.safetensors").stat().st_mode & 0o777) == oct(0o640)  # the umask is respected

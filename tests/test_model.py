@@ -248,3 +248,9 @@ def test_generate_refuses_padded_rows():
     for idx in ([[5, 6, 7], [5, 6, PAD_ID]], [[5, 6, 7], [PAD_ID, 5, 6]]):  # right-padded, left-padded
         with pytest.raises(ValueError, match="row 1 of idx holds the pad id 0 .*generate rows of different lengths"):
             model.generate(torch.tensor(idx), 2, top_k=1)
+
+
+def test_pick_device_names_the_valid_devices():
+    for name in ("gpu", "cuda0", "CPU", "cuda:x"):
+        with pytest.raises(ValueError, match=f"unknown device '{name}': use cpu, cuda, cuda:N .* or mps"):
+            pick_device(name)
