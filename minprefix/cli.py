@@ -40,8 +40,8 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def at_least(low: int):
-    """An argparse type: an integer >= low, or a one-line error naming the bound."""
+def at_least(low: int, high: int | None = None):
+    """An argparse type: an integer >= low (and <= high), or a one-line error naming the bound."""
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -49,6 +49,8 @@ def at_least(low: int):
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         if value < low:
             raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {value}")
         return value
     return parse
 
@@ -144,6 +146,9 @@ def cmd_info(args):
           f"positions {model.wpe.weight.numel():,}; the output head is tied to the token table)")
     print(f"fingerprint: {fingerprint(model)}\n")
     P, h = args.prompt_len, args.hidden or MLP_HIDDEN
+    if P >= model.config.block_size:  # counts for a prompt that cannot fit are numbers of nothing (and overflow)
+        raise ValueError(f"--prompt-len {P} leaves no room for tokens in the {where}'s context of "
+                         f"{model.config.block_size} positions: at most {model.config.block_size - 1}")
     print(f"methods on the {where} (P={P}, k=d_model, h={h}; stored = after merge, without the MLP):\n")
     print(count_markdown(model.config, P, h=h))
     for name in GPT2_FAMILY:
@@ -274,7 +279,7 @@ def base_commands(command):
 
     c = command("info", cmd_info, "configuration and parameter counts of every method")
     c.add_argument("--prompt-len", type=at_least(1), default=10, help="P, rows or positions (default: 10)")
-    c.add_argument("--hidden", type=at_least(1), help=f"hidden width of the MLP (default: {MLP_HIDDEN})")
+    c.add_argument("--hidden", type=at_least(1, 65536), help=f"hidden width of the MLP (default: {MLP_HIDDEN})")
 
 
 def prompt_commands(command):

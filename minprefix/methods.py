@@ -77,10 +77,22 @@ class Method:
             raise ValueError(f"--reparam-dim: {self.name}'s P-tuning encoder has no P' width k "
                              "(its table is as wide as the rows)")
 
+    def check_size(self, config: GPTConfig, P: int, reparam_dim: int | None = None, hidden: int | None = None):
+        """Refuse, before allocating, a P that leaves no room for tokens, or more than MAX_TRAINABLE numbers."""
+        if not self.trains_base and P >= config.block_size:
+            raise ValueError(f"--prompt-len {P} leaves no room for tokens in the base's context of "
+                             f"{config.block_size} positions: at most {config.block_size - 1}")
+        n = self.trainable(config, P, reparam_dim, hidden or MLP_HIDDEN)
+        if n > MAX_TRAINABLE:
+            raise ValueError(f"{self.name} would train {n:,} numbers ({4 * n / 2**30:,.0f} GiB in float32, about "
+                             f"4 times that with the gradient and AdamW's moments), over the cap of 2**31: "
+                             "lower --prompt-len, --reparam-dim or --hidden")
+
     def build(self, base: GPT, prompt_len: int, *, reparam_dim: int | None = None, hidden: int | None = None,
               init: str | None = None, init_ids: list[int] | None = None, seed: int = 0, layers: str = "all"):
         """The model to train: the frozen base wearing this method (full: a trainable copy of the base)."""
         self.check_options(layers, reparam_dim, hidden)
+        self.check_size(base.config, prompt_len, reparam_dim, hidden)
         if self.trains_base:
             model = copy.deepcopy(base)
             for p in model.parameters():
@@ -93,6 +105,7 @@ class Method:
         return self.model(base, prompt_len, init=init, init_ids=init_ids, seed=seed, **extra)
 
 
+MAX_TRAINABLE = 2**31  # numbers: 8 GiB of float32 weights, 32 GiB with the gradient and AdamW's two moments
 METHODS = {m.name: m for m in (
     Method("full", "full fine-tuning", None, None, 1e-3),
     Method("soft", "soft prompt", SoftPromptGPT, None, 1e-1),

@@ -278,3 +278,11 @@ def test_config_fields_are_typed(make, needle):
     with pytest.raises(ValueError, match=re.escape(needle)):
         make()
     assert TuneConfig(lr=1).lr == 1 and TuneConfig(hidden=None).hidden is None  # an int is a fine float
+
+
+def test_info_refuses_sizes_that_would_overflow(capsys):
+    for argv, needle in ((["--prompt-len", str(10**400)], "--prompt-len 1000"),
+                         (["--prompt-len", "100000000000"], "leaves no room for tokens"),
+                         (["--hidden", str(10**30)], "--hidden: must be at most 65536")):
+        code, _, err = run("info", *argv)
+        assert code != 0 and needle in err and "Traceback" not in err, err

@@ -249,3 +249,16 @@ def test_an_old_pickle_checkpoint_is_refused_not_read(tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(b"an older minprefix's torch.save")
     with pytest.raises(ValueError, match="checkpoint.pt is a checkpoint of an older minprefix; delete it"):
         tune(tiny_base(), TOK, quick("soft", steps=2), run_dir=tmp_path, progress=False)
+
+
+# ---------------------------------------------------------------------------- sizes checked before allocating
+
+
+def test_a_method_too_big_is_refused_with_its_estimate_before_building(monkeypatch):
+    monkeypatch.setattr(PrefixGPT, "__init__", lambda *a, **k: pytest.fail("it was built"))
+    base = tiny_base(block_size=64)
+    with pytest.raises(ValueError, match="--prompt-len 64 leaves no room for tokens .* at most 63"):
+        build_method(base, TOK, quick("prefix", prompt_len=64))
+    with pytest.raises(ValueError, match=r"prefix-mlp would train [\d,]+ numbers \(16 GiB in float32.*"
+                                         r"over the cap of 2\*\*31"):
+        build_method(base, TOK, quick("prefix-mlp", reparam_dim=65536, hidden=65536))
