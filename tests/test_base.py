@@ -14,7 +14,7 @@ from helpers import tiny_base, tiny_config
 from minprefix.artifacts import fingerprint, save_prompt
 from minprefix.base import SHIPPED_DIR, PretrainConfig, load_base, load_model, pretrain, save_base
 from minprefix.soft_prompt import SoftPromptGPT
-from minprefix.train import read_checkpoint
+from minprefix.checkpoint import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,6 +15,7 @@ LAYERS = [  # lowest first: a module imports only from its own layer or those be
     {"soft_prompt", "prefix"},
     {"methods"},
     {"artifacts", "bank"},
+    {"checkpoint"},
     {"train"},
     {"base", "hard_prompt"},
     {"lab.grid", "lab.figures", "lab.bench"},

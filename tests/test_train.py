@@ -1,14 +1,11 @@
 """The training loop (minprefix/train.py): tune leaves the base alone, learns, resumes, stops on NaN."""
 
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 from helpers import TOK, quick, tiny_base
 
-from minprefix.artifacts import fingerprint, load_prompt, save_prompt
+from minprefix.artifacts import load_prompt, save_prompt
 from minprefix.methods import METHODS
 from minprefix.prefix import PrefixGPT
 from minprefix.train import TuneConfig, build_method, make_optimizer, tune
@@ -155,100 +152,6 @@ def trainable_weights(model):
 
 def test_init_text_alone_means_text_init():
     assert TuneConfig(method="soft", init_text="Reverse").init == "text"
-
-
-def test_a_checkpoint_holding_another_methods_weights_is_refused(tmp_path):
-    """The same configuration, another set of trainable weights (e.g. a checkpoint from before a rename)."""
-    from minprefix.train import Checkpoint
-    base, cfg = tiny_base(), quick("prefix")
-    other = build_method(base, TOK, quick("prefix-mlp"))
-    depends = {"base": fingerprint(base), "init_from": None}  # what tune records: only the weights differ
-    Checkpoint(tmp_path, cfg, depends).save(other, make_optimizer(other.parameters(), 1e-3, 0.0), 4, {})
-    with pytest.raises(ValueError, match="holds the weights of another method"):
-        tune(base, TOK, cfg, run_dir=tmp_path, progress=False)
-
-
-# ---------------------------------------------------------------------------- one run per folder
-
-
-def test_a_run_folder_in_use_by_a_live_process_is_refused(tmp_path):
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        (tmp_path / "lock").write_text(f"{child.pid}\n")  # as a run of that process would hold it
-        with pytest.raises(ValueError, match=f"{tmp_path} is in use by pid {child.pid}"):
-            tune(tiny_base(), TOK, quick("soft", steps=2), run_dir=tmp_path, progress=False)
-        assert (tmp_path / "lock").read_text().strip() == str(child.pid), "another run's lock was touched"
-    finally:
-        child.kill()
-        child.wait()
-    assert not os.path.exists(tmp_path / "checkpoint.pt")
-
-
-def test_a_stale_lock_is_taken_over_and_every_lock_is_released(tmp_path):
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()  # its pid is free now
-    (tmp_path / "lock").write_text(f"{dead.pid}\n")
-    seen = []
-    tune(tiny_base(), TOK, quick("soft", steps=2), run_dir=tmp_path, progress=False,
-         on_step=lambda s, loss: seen.append((tmp_path / "lock").read_text().strip()))
-    assert seen == [str(os.getpid())] * 2 and not (tmp_path / "lock").exists()
-
-    def interrupt(step, loss):
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        tune(tiny_base(), TOK, quick("soft", steps=4), run_dir=tmp_path / "b", progress=False, on_step=interrupt)
-    assert not (tmp_path / "b" / "lock").exists()
-
-
-# ---------------------------------------------------------------------------- resume checks, no pickle
-
-
-def test_a_resume_that_differs_names_each_difference(tmp_path):
-    base = tiny_base()
-    save_prompt(PrefixGPT(base, 4), tmp_path / "p.safetensors", base)
-    tune(base, TOK, quick("prefix", steps=2, lr=0.01), run_dir=tmp_path / "run", progress=False)
-    with pytest.raises(ValueError, match=r"--lr 0.01 \(checkpoint\) vs 0.02 \(now\); --seed 0 \(checkpoint\) vs 1"):
-        tune(base, TOK, quick("prefix", steps=2, lr=0.02, seed=1), run_dir=tmp_path / "run", progress=False)
-    with pytest.raises(ValueError, match=f"--base: fingerprint {fingerprint(base)} \\(checkpoint\\) vs "
-                                         f"{fingerprint(tiny_base(1))} \\(now\\)"):
-        tune(tiny_base(1), TOK, quick("prefix", steps=2, lr=0.01), run_dir=tmp_path / "run", progress=False)
-    with pytest.raises(ValueError, match="--init-from: added"):
-        tune(base, TOK, quick("prefix", steps=2, lr=0.01), run_dir=tmp_path / "run", progress=False,
-             init_from=tmp_path / "p.safetensors")
-
-
-def test_the_checkpoint_is_safetensors_with_json_and_no_pickle(tmp_path):
-    from safetensors import safe_open
-    tune(tiny_base(), TOK, quick("soft", steps=4, eval_every=2), run_dir=tmp_path, progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.safetensors", "checkpoint.safetensors"]
-    with safe_open(str(tmp_path / "checkpoint.safetensors"), framework="pt") as f:
-        names = set(f.keys())
-    assert {"/trainable/rows.rows", "/state/best/weights/rows.rows"} <= names
-    assert any(n.startswith("/optimizer/state/0/exp_avg") for n in names)
-
-
-@pytest.mark.parametrize("damage", ["truncate", "text", "flip"])
-def test_a_damaged_checkpoint_says_so(tmp_path, damage):
-    cfg = quick("soft", steps=2)
-    tune(tiny_base(), TOK, cfg, run_dir=tmp_path, progress=False)
-    path = tmp_path / "checkpoint.safetensors"
-    data = path.read_bytes()
-    if damage == "truncate":
-        path.write_bytes(data[: len(data) // 2])
-    elif damage == "text":
-        path.write_text("not a checkpoint\n")
-    else:  # one byte of the last tensor's data
-        path.write_bytes(data[:-3] + bytes([data[-3] ^ 0xFF]) + data[-2:])
-    with pytest.raises(ValueError, match=r"checkpoint.safetensors is damaged \(.+\); delete it to start over"):
-        tune(tiny_base(), TOK, cfg, run_dir=tmp_path, progress=False)
-    assert (tmp_path / "best.safetensors").exists()
-
-
-def test_an_old_pickle_checkpoint_is_refused_not_read(tmp_path):
-    (tmp_path / "checkpoint.pt").write_bytes(b"an older minprefix's torch.save")
-    with pytest.raises(ValueError, match="checkpoint.pt is a checkpoint of an older minprefix; delete it"):
-        tune(tiny_base(), TOK, quick("soft", steps=2), run_dir=tmp_path, progress=False)
 
 
 # ---------------------------------------------------------------------------- sizes checked before allocating
