@@ -95,6 +95,10 @@ def stored_tensors(model) -> dict[str, torch.Tensor]:
 
 def save_prompt(model, path, base: GPT, meta: dict | None = None):
     """Save a tuned method to `path` (.safetensors): its stored tensors and JSON metadata."""
+    if not isinstance(base, GPT) or type(base) is not GPT:
+        raise ValueError(f"base must be the frozen GPT the prompt was tuned on, not a {type(base).__name__}")
+    if getattr(model, "base", base) is not base and fingerprint(model.base) != fingerprint(base):
+        raise ValueError("base is not the GPT this model wears: its artifact could never be loaded onto it")
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in stored_tensors(model).items()}
     info = {
         "format": FORMAT,

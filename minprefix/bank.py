@@ -27,9 +27,11 @@ class PromptBank(nn.Module, Generator):
             raise ValueError("a prompt bank needs at least one member")
         first = next(iter(members.values()))
         for name, m in members.items():
-            if type(m) is not type(first) or m.base is not first.base:
-                raise ValueError(f"member {name!r} is a {type(m).__name__} on another base; "
-                                 f"every member must be a {type(first).__name__} on the same base")
+            if type(m) is not type(first):
+                raise ValueError(f"member {name!r} is a {type(m).__name__}, the first a {type(first).__name__}: "
+                                 "a bank stacks one kind of rows (make a bank per method)")
+            if m.base is not first.base:
+                raise ValueError(f"member {name!r} wears another base object; load every member onto the same base")
             if m.prompt().shape != first.prompt().shape:
                 raise ValueError(f"member {name!r} has prompt shape {tuple(m.prompt().shape)}, "
                                  f"the others {tuple(first.prompt().shape)}; pad or retrain to one length")

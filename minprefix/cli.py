@@ -31,7 +31,7 @@ from .model import pick_device
 from .params import GPT2_FAMILY, gpt2_config
 from .prompted import MLP_HIDDEN
 from .scoring import percent, score, table
-from .train import TuneConfig, tune
+from .train import TuneConfig, best_of, tune
 from .world import BARE_TEMPLATE, DOWNSTREAM_TASKS, PRETRAIN_TASKS, TEMPLATES, copy_baseline, examples
 
 
@@ -85,6 +85,18 @@ def config_from(args, config_cls, **defaults):
     return config_cls(**{**defaults, **given})
 
 
+def check_writable(path, folder: bool) -> None:
+    """Refuse, before any work, an output that could not be written: a folder that is a file, or no right to write."""
+    path = Path(path)
+    if folder and path.is_file() or not folder and path.is_dir():
+        raise ValueError(f"{path} is a {'file' if folder else 'folder'}; give a {'folder' if folder else 'file'} path")
+    parent = path if folder else path.parent
+    while not parent.exists():  # the nearest folder that exists is where the new ones will be made
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ValueError(f"cannot write {path}: {parent} is not a writable folder")
+
+
 def _base(args):
     return load_base(pick_device(args.device), args.base or SHIPPED_DIR)
 
@@ -94,6 +106,7 @@ def _base(args):
 
 def cmd_pretrain(args):
     cfg = config_from(args, PretrainConfig)
+    check_writable(args.out, folder=True)
     model = pretrain(cfg, args.run_dir, distributed.setup(pick_device(args.device)))
     if distributed.is_main():
         save_base(model.cpu(), args.out, {"pretrain": {"steps": cfg.steps, "seed": cfg.seed}})
@@ -164,7 +177,7 @@ def cmd_tune(args):
     model, history = tune(base, tok, cfg, run_dir, device, init_from=args.init_from)
     if not distributed.is_main():
         return
-    best = max(history, key=lambda h: h["dev_exact_match"])
+    best = best_of(history)  # the step whose weights the artifact holds
     test = score(model, tok, examples(cfg.task, "test", 200))
     print(f"{cfg.method} on {cfg.task}: best dev exact match {100 * best['dev_exact_match']:.1f} % "
           f"(step {best['step']}), test exact match {percent(test['exact_match'], test['n'])}")
@@ -191,6 +204,7 @@ def cmd_search_prompt(args):
 
 
 def cmd_demo(args):
+    check_writable(args.figure, folder=False)
     run_demo(_base(args), pick_device(args.device), args.figure, steps=args.steps)
 
 
@@ -199,6 +213,7 @@ def cmd_compare(args):
     cfg = config_from(args, CompareConfig, **(QUICK if args.quick else {}))
     out = args.out or ("runs/compare-quick" if args.quick else "figures")
     runs = args.run_dir or ("runs/compare-quick" if args.quick else "runs/compare")
+    check_writable(out, folder=True)
     data = write_report(run_compare(base, tok, cfg, runs, pick_device(args.device)), Path(out))
     for c in data["claims"]:
         print(f"{c['verdict']:>13}: {c['claim']}\n               {c['here']}")
@@ -220,6 +235,7 @@ def cmd_bench(args):
 
 
 def cmd_figures(args):
+    check_writable(args.out, folder=True)
     base_and_tok = _base(args)
     for path in make_figures(args.out, base_and_tok[0].config):
         print(f"wrote {path}")

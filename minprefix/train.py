@@ -201,6 +201,16 @@ def file_sha256(path) -> str:
         raise FileNotFoundError(f"no artifact at {path} (--init-from)") from None
 
 
+def rank(exact_match: float, loss: float) -> tuple:
+    """How dev scores are ordered: exact match first, then the lower loss (the first of equals wins)."""
+    return exact_match, -loss
+
+
+def best_of(history: list[dict]) -> dict:
+    """The history entry `tune` kept as best (and saved as the artifact)."""
+    return max(history, key=lambda h: rank(h["dev_exact_match"], h["dev_loss"]))
+
+
 def build_method(base: GPT, tok: Tokenizer, cfg: TuneConfig):
     """The model to train: the frozen base wearing cfg.method (or a trainable copy for full)."""
     ids = tok.encode(cfg.init_text) if cfg.init_text is not None else None
@@ -230,8 +240,8 @@ def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu",
         dev = score(model, tok, dev_exs)
         state["history"].append({"step": step, "dev_exact_match": dev["exact_match"], "dev_loss": dev["loss"],
                                  "train_loss": loss, "time": time.time() - t0})
-        best = state["best"]
-        if best is None or (dev["exact_match"], -dev["loss"]) > (best["dev"]["exact_match"], -best["dev"]["loss"]):
+        best = state["best"] and state["best"]["dev"]
+        if best is None or rank(dev["exact_match"], dev["loss"]) > rank(best["exact_match"], best["loss"]):
             state["best"] = {"step": step, "dev": dev, "weights": trainable_state(model)}
             if run_dir is not None and distributed.is_main():
                 save_prompt(model, run_dir / "best.safetensors", base, {"task": cfg.task, "dev": dev, "step": step})

@@ -93,3 +93,13 @@ def test_each_hand_edited_metadata_field_is_named(tmp_path, field, edit):
     rewrite_metadata(path, edit)
     with pytest.raises(ValueError, match=f"metadata field '{field}'"):
         load_prompt(path, base)
+
+
+def test_saving_with_a_base_that_is_not_the_models_is_refused(tmp_path):
+    base = tiny_base()
+    model = PrefixGPT(base, 4)
+    with pytest.raises(ValueError, match="base must be the frozen GPT"):
+        save_prompt(model, tmp_path / "p.safetensors", model)  # the wearer itself, not its base
+    with pytest.raises(ValueError, match="is not the GPT this model wears"):
+        save_prompt(model, tmp_path / "p.safetensors", tiny_base(seed=1))
+    assert not list(tmp_path.iterdir()), "nothing is written"

@@ -49,3 +49,13 @@ def test_bank_rejects_mixed_lengths_and_unknown_tasks():
     bank = PromptBank({"a": PrefixGPT(base, 4)})
     with pytest.raises(ValueError, match="unknown tasks"):
         bank(torch.zeros(1, 3, dtype=torch.long), tasks=["z"])
+
+
+def test_a_bank_of_two_kinds_of_rows_says_so():
+    from helpers import tiny_base
+
+    from minprefix.prefix import PrefixGPT
+    from minprefix.soft_prompt import SoftPromptGPT
+    base = tiny_base()
+    with pytest.raises(ValueError, match="member 'b' is a PrefixGPT, the first a SoftPromptGPT"):
+        PromptBank({"a": SoftPromptGPT(base, 4), "b": PrefixGPT(base, 4)})

@@ -286,3 +286,31 @@ def test_info_refuses_sizes_that_would_overflow(capsys):
                          (["--hidden", str(10**30)], "--hidden: must be at most 65536")):
         code, _, err = run("info", *argv)
         assert code != 0 and needle in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("argv", [
+    ["pretrain", "--out", "{file}", "--steps", "1"],
+    ["demo", "--figure", "{folder}"],
+    ["compare", "--quick", "--out", "{file}"],
+    ["figures", "--out", "{file}", "--skip-training"],
+])
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(argv, tmp_path, monkeypatch):
+    (tmp_path / "a_file").write_text("x")
+    argv = [a.format(file=tmp_path / "a_file", folder=tmp_path) for a in argv]
+    monkeypatch.setattr(minprefix.cli, "pretrain", lambda *a, **k: pytest.fail("the work started"))
+    monkeypatch.setattr(minprefix.cli, "run_demo", lambda *a, **k: pytest.fail("the work started"))
+    monkeypatch.setattr(minprefix.cli, "run_compare", lambda *a, **k: pytest.fail("the work started"))
+    monkeypatch.setattr(minprefix.cli, "make_figures", lambda *a, **k: pytest.fail("the work started"))
+    code, _, err = run(*argv)
+    assert one_line_error(code, err, argv[0]) and "give a" in err, err
+
+
+def test_the_reported_best_step_is_the_one_the_artifact_holds(tmp_path):
+    """On tied dev scores (a tiny random base scores 0 % at every step) the artifact and the report agree."""
+    from helpers import TOK, quick, tiny_base
+
+    from minprefix.artifacts import read_artifact
+    from minprefix.train import best_of, tune
+    _, history = tune(tiny_base(), TOK, quick("prefix"), run_dir=tmp_path, progress=False)
+    assert len({h["dev_exact_match"] for h in history}) == 1, "the scores must tie for this test to mean anything"
+    assert best_of(history)["step"] == read_artifact(tmp_path / "best.safetensors")[0]["step"]
