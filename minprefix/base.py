@@ -25,7 +25,7 @@ SHIPPED_DIR = Path(__file__).parent / "weights"
 
 @dataclass
 class PretrainConfig(LoopConfig):
-    steps: int = arg(2800, "optimizer steps (about 12 minutes on 2 CPU cores)", low=1)
+    steps: int = arg(7200, "optimizer steps (about 13 minutes on 2 CPU cores)", low=1)
     batch_size: int = arg(16, "packed rows of 128 characters per step", low=1, high=4096)
     lr: float = arg(5e-3, "peak learning rate, reached after warmup", above=0, high=1e38)  # float32 max: 3.4e38
     warmup: int = arg(100, "steps of linear warmup", low=0)

@@ -8,6 +8,7 @@ The flags of `pretrain` and `tune` are built from the fields of PretrainConfig a
 import argparse
 import json
 import os
+import signal
 import sys
 import warnings
 from dataclasses import fields
@@ -17,15 +18,17 @@ from typing import get_args
 import torch
 
 from . import distributed
-from .artifacts import fingerprint, load_prompt
+from .artifacts import atomic_write_text, fingerprint, load_prompt
 from .base import SHIPPED_DIR, PretrainConfig, load_base, pretrain, save_base
 from .config import default_of, flag
 from .hard_prompt import SEARCH_START, score_templates, search_prompt
-from .lab.bench import BenchConfig, print_profile, print_table, run_bench
+from .lab.bench import BenchConfig, grid_throughput, print_grid_table, print_profile, print_table, run_bench
 from .lab.compare import QUICK, CompareConfig, run_compare
-from .lab.demo import run_demo
-from .lab.figures import make_figures
+from .lab.demo import DEMO_STEPS, run_demo
+from .lab.figures import close, make_figures, plot_reparam, plot_sweep
+from .lab.reparam import QUICK as REPARAM_QUICK, ReparamConfig, reparam_markdown, run_reparam
 from .lab.report import draw_figures, write_report
+from .lab.sweep import QUICK as SWEEP_QUICK, SweepConfig, run_sweep, sweep_markdown
 from .methods import METHODS, count_markdown
 from .model import pick_device
 from .params import GPT2_FAMILY, gpt2_config
@@ -221,7 +224,46 @@ def cmd_compare(args):
           f"compare_studies.png (finished runs are kept in {runs}: rerun to resume)")
 
 
+def rounded(obj, digits: int = 5):
+    """obj with every float cut to `digits` significant digits (the results files stay small)."""
+    if isinstance(obj, float):
+        return float(f"{obj:.{digits}g}")
+    if isinstance(obj, dict):
+        return {k: rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [rounded(v, digits) for v in obj]
+    return obj
+
+
+def _grid_command(args, name, config_cls, quick, run, markdown, plot, runs_default):
+    """sweep, reparam: run (or resume) a grid, write NAME.md, .json and .png, print the tables."""
+    base, tok = _base(args)
+    cfg = config_from(args, config_cls, **(quick if args.quick else {}))
+    out = Path(args.out or (f"runs/{name}-quick" if args.quick else "figures"))
+    runs = Path(args.run_dir or (f"runs/{name}-quick" if args.quick else runs_default))
+    check_writable(out, folder=True)
+    data = run(base, tok, cfg, runs / "results.json", pick_device(args.device))
+    atomic_write_text(out / f"{name}.json", json.dumps(rounded(data)))
+    atomic_write_text(out / f"{name}.md", markdown(data))
+    close(plot(data, out / f"{name}.png"))
+    print(markdown(data))
+    print(f"wrote {out}/{name}.md, {name}.json, {name}.png (finished runs are kept in {runs}: rerun to resume)")
+
+
+def cmd_sweep(args):
+    _grid_command(args, "sweep", SweepConfig, SWEEP_QUICK, run_sweep, sweep_markdown, plot_sweep, "runs/sweep")
+
+
+def cmd_reparam(args):
+    _grid_command(args, "reparam", ReparamConfig, REPARAM_QUICK, run_reparam, reparam_markdown, plot_reparam,
+                  "runs/sweep")
+
+
 def cmd_bench(args):
+    if args.grid:
+        rows = grid_throughput(*_base(args), device=pick_device(args.device))
+        print(json.dumps(rows, indent=1)) if args.json else print_grid_table(rows)
+        return
     cfg = config_from(args, BenchConfig)
     quiet = args.json
     result = run_bench(cfg, pick_device(args.device), peft_too=not args.no_peft,
@@ -243,6 +285,11 @@ def cmd_figures(args):
     if measured.exists():  # redrawn from the committed results of `minprefix compare`, without training
         for path in draw_figures(json.loads(measured.read_text()), Path(args.out)):
             print(f"wrote {path} (from {measured})")
+    for name, plot in (("sweep", plot_sweep), ("reparam", plot_reparam)):  # likewise, `minprefix sweep` / `reparam`
+        measured = Path(args.out) / f"{name}.json"
+        if measured.exists():
+            close(plot(json.loads(measured.read_text()), Path(args.out) / f"{name}.png"))
+            print(f"wrote {Path(args.out) / name}.png (from {measured})")
     if not args.skip_training:
         run_demo(base_and_tok, pick_device(args.device), Path(args.out) / "demo.png")
 
@@ -318,7 +365,8 @@ def prompt_commands(command):
 def lab_commands(command):
     """demo, compare, bench, figures: the experiments of minprefix.lab."""
     c = command("demo", cmd_demo, "hard prompts, soft prompt, prefix and full fine-tuning, side by side")
-    c.add_argument("--steps", type=at_least(1), default=300, help="tuning steps per method (default: 300)")
+    c.add_argument("--steps", type=at_least(1), default=DEMO_STEPS, help=f"tuning steps per method (default: "
+                   f"{DEMO_STEPS}, the sweep's)")
     c.add_argument("--figure", default="figures/demo.png", help="where the figure goes")
 
     c = command("compare", cmd_compare, "the papers' claims, measured: every method, low data, prefix length, "
@@ -328,12 +376,27 @@ def lab_commands(command):
     c.add_argument("--out", help="tables and figures go here (default: figures, or runs/compare-quick with --quick)")
     c.add_argument("--run-dir", help="finished runs are kept here (default: runs/compare or runs/compare-quick)")
 
+    for name, fn, config_cls, help, runs in (
+            ("sweep", cmd_sweep, SweepConfig, "each method's learning rate, swept until the best is inside the range",
+             "runs/sweep"),
+            ("reparam", cmd_reparam, ReparamConfig, "lesson 5's grids: the MLP's stability, bottleneck, sharing and "
+             "init (shares finished runs with sweep)", "runs/sweep")):
+        c = command(name, fn, help + " (resumable)")
+        add_config_flags(c, config_cls)
+        c.add_argument("--quick", action="store_true", help="a tiny grid that checks the machinery (numbers mean "
+                       "nothing)")
+        c.add_argument("--out", help=f"{name}.md, .json and .png go here (default: figures, or runs/{name}-quick)")
+        c.add_argument("--run-dir", help=f"finished runs are kept here (default: {runs}, or runs/{name}-quick)")
+
     c = command("bench", cmd_bench, "speed and memory of tuning against full fine-tuning and PEFT, as ratios",
                 base=False)
     add_config_flags(c, BenchConfig)
     c.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     c.add_argument("--no-peft", action="store_true", help="skip the rows against transformers + PEFT")
     c.add_argument("--profile", action="store_true", help="also where a step's time goes, by kind of op")
+    c.add_argument("--grid", action="store_true", help="instead: tuning runs per minute through run_grid for each "
+                   "setting of processes and threads (on the shipped base, or --base)")
+    c.add_argument("--base", help="directory of a base model, for --grid (default: the shipped one)")
 
     c = command("figures", cmd_figures, "draw every figure of the README and the lessons (fixed seeds)")
     c.add_argument("--out", default="figures", help="the folder (default: figures)")
@@ -352,6 +415,7 @@ def main(argv=None):
         print(f"{name}: error: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while exiting: no traceback from exit handlers
         print(f"\n{name}: interrupted; run the same command again to resume", file=sys.stderr)
         sys.exit(130)
     except BrokenPipeError:  # the reader went away (`minprefix info | head`): stop quietly

@@ -26,7 +26,7 @@ class Method:
     model: type[PromptedGPT] | None  # the wearer of the frozen base; None: every weight trains
     reparam: str | None  # how the rows are made while training: None (directly), "mlp" (Li & Liang §4.3),
     #                      "ptuning" (P-tuning's prompt encoder, Liu et al. 2021)
-    lr: float  # default peak learning rate
+    lr: float  # default peak learning rate: the best of `minprefix sweep` (figures/sweep.md)
 
     @property
     def trains_base(self) -> bool:
@@ -52,21 +52,24 @@ class Method:
             return ("random", "zero")
         return (self.model.default_init,) + tuple(i for i in INITS if i != self.model.default_init)
 
-    def trainable(self, config: GPTConfig, P: int, k: int | None = None, h: int = MLP_HIDDEN) -> int:
+    def trainable(self, config: GPTConfig, P: int, k: int | None = None, h: int = MLP_HIDDEN,
+                  mlp_form: str = "shared") -> int:
         """Numbers that train (closed form; tests check it against the modules built)."""
         if self.trains_base:
             return base_params(config)
         width = self.model.width(config)
         if self.reparam == "ptuning":
             return ptuning_params(P, width, h)
-        return reparam_params(P, k or config.d_model, h, width) if self.reparam else P * width
+        nets = 2 if mlp_form == "separate" else 1
+        return reparam_params(P, k or config.d_model, h, width, nets) if self.reparam else P * width
 
     def stored(self, config: GPTConfig, P: int) -> int:
         """Numbers in the saved artifact: the rows alone (merged), or every weight."""
         return base_params(config) if self.trains_base else P * self.model.width(config)
 
-    def check_options(self, layers: str = "all", reparam_dim: int | None = None, hidden: int | None = None):
-        """The options only some methods have: `layers` (prefixes), k and h (the networks)."""
+    def check_options(self, layers: str = "all", reparam_dim: int | None = None, hidden: int | None = None,
+                      mlp_form: str = "shared"):
+        """The options only some methods have: `layers` (prefixes), k and h (the networks), the MLP's form."""
         if layers != "all" and not self.is_prefix:
             raise ValueError(f"--prefix-layers {layers}: {self.name} has no rows at every block; use a prefix method")
         for flag, value in (("--reparam-dim", reparam_dim), ("--hidden", hidden)):
@@ -76,23 +79,31 @@ class Method:
         if reparam_dim is not None and self.reparam == "ptuning":
             raise ValueError(f"--reparam-dim: {self.name}'s P-tuning encoder has no P' width k "
                              "(its table is as wide as the rows)")
+        if mlp_form != "shared" and self.reparam != "mlp":
+            mlps = ", ".join(n for n, m in METHODS.items() if m.reparam == "mlp")
+            raise ValueError(f"--mlp-form {mlp_form} is a form of Li & Liang's MLP ({mlps}); {self.name} has none")
+        if mlp_form == "separate" and not self.model.keys_and_values:
+            raise ValueError(f"--mlp-form separate makes keys and values with separate MLPs; {self.name} has no "
+                             "keys and values of its own: use prefix-mlp")
 
-    def check_size(self, config: GPTConfig, P: int, reparam_dim: int | None = None, hidden: int | None = None):
+    def check_size(self, config: GPTConfig, P: int, reparam_dim: int | None = None, hidden: int | None = None,
+                   mlp_form: str = "shared"):
         """Refuse, before allocating, a P that leaves no room for tokens, or more than MAX_TRAINABLE numbers."""
         if not self.trains_base and P >= config.block_size:
             raise ValueError(f"--prompt-len {P} leaves no room for tokens in the base's context of "
                              f"{config.block_size} positions: at most {config.block_size - 1}")
-        n = self.trainable(config, P, reparam_dim, hidden or MLP_HIDDEN)
+        n = self.trainable(config, P, reparam_dim, hidden or MLP_HIDDEN, mlp_form)
         if n > MAX_TRAINABLE:
             raise ValueError(f"{self.name} would train {n:,} numbers ({4 * n / 2**30:,.0f} GiB in float32, about "
                              f"4 times that with the gradient and AdamW's moments), over the cap of 2**31: "
                              "lower --prompt-len, --reparam-dim or --hidden")
 
     def build(self, base: GPT, prompt_len: int, *, reparam_dim: int | None = None, hidden: int | None = None,
-              init: str | None = None, init_ids: list[int] | None = None, seed: int = 0, layers: str = "all"):
+              init: str | None = None, init_ids: list[int] | None = None, seed: int = 0, layers: str = "all",
+              mlp_form: str = "shared"):
         """The model to train: the frozen base wearing this method (full: a trainable copy of the base)."""
-        self.check_options(layers, reparam_dim, hidden)
-        self.check_size(base.config, prompt_len, reparam_dim, hidden)
+        self.check_options(layers, reparam_dim, hidden, mlp_form)
+        self.check_size(base.config, prompt_len, reparam_dim, hidden, mlp_form)
         if self.trains_base:
             model = copy.deepcopy(base)
             for p in model.parameters():
@@ -102,17 +113,19 @@ class Method:
         if self.reparam:  # k defaults to d_model (Li & Liang's code); P-tuning's table is as wide as the rows
             k = self.model.width(base.config) if self.reparam == "ptuning" else reparam_dim or base.config.d_model
             extra.update(encoder=self.reparam, reparam_dim=k, hidden=hidden or MLP_HIDDEN)
+            if self.reparam == "mlp":
+                extra["mlp_form"] = mlp_form
         return self.model(base, prompt_len, init=init, init_ids=init_ids, seed=seed, **extra)
 
 
 MAX_TRAINABLE = 2**31  # numbers: 8 GiB of float32 weights, 32 GiB with the gradient and AdamW's two moments
 METHODS = {m.name: m for m in (
-    Method("full", "full fine-tuning", None, None, 1e-3),
-    Method("soft", "soft prompt", SoftPromptGPT, None, 1e-1),
-    Method("soft-mlp", "soft prompt + P-tuning encoder", SoftPromptGPT, "ptuning", 3e-3),
-    Method("block-prefix", "block-input prefix", BlockInputPrefixGPT, None, 5e-2),
-    Method("block-prefix-mlp", "block-input prefix + MLP", BlockInputPrefixGPT, "mlp", 3e-3),
-    Method("prefix", "key/value prefix", PrefixGPT, None, 5e-2),
+    Method("full", "full fine-tuning", None, None, 3e-4),
+    Method("soft", "soft prompt", SoftPromptGPT, None, 3.0),
+    Method("soft-mlp", "soft prompt + P-tuning encoder", SoftPromptGPT, "ptuning", 3e-2),
+    Method("block-prefix", "block-input prefix", BlockInputPrefixGPT, None, 1e-1),
+    Method("block-prefix-mlp", "block-input prefix + MLP", BlockInputPrefixGPT, "mlp", 1e-3),
+    Method("prefix", "key/value prefix", PrefixGPT, None, 3e-2),
     Method("prefix-mlp", "key/value prefix + MLP", PrefixGPT, "mlp", 3e-3),
 )}
 FULL, SOFT, PREFIX, PREFIX_MLP = (METHODS[n] for n in ("full", "soft", "prefix", "prefix-mlp"))  # named by studies

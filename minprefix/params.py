@@ -1,6 +1,7 @@
 """Parameter accounting: what each method trains, what it stores, and the closed forms.
 
-With P prompt/prefix rows, L layers, width d, bottleneck k and MLP hidden size h:
+With P prompt/prefix rows, L layers, width d, P' width k and MLP hidden width h (the bottleneck is whichever of
+the two is narrower than d; in Li & Liang's code, h):
 
     soft prompt               P*d
     block-input prefix        L*P*d
@@ -42,9 +43,12 @@ def kv_prefix_params(L: int, P: int, d: int) -> int:
     return 2 * L * P * d
 
 
-def reparam_params(P: int, k: int, h: int, width: int) -> int:
-    """P' plus Linear(k, h) plus Linear(h, width); width is 2*L*d (key/value) or L*d (block input)."""
-    return P * k + k * h + h + h * width + width
+def reparam_params(P: int, k: int, h: int, width: int, nets: int = 1) -> int:
+    """P' plus Linear(k, h) plus Linear(h, width); width is 2*L*d (key/value) or L*d (block input).
+
+    nets=2: MLPPrefix's "separate" form, two (P', MLP) pairs each making half of every row.
+    """
+    return nets * (P * k + k * h + h) + h * width + width
 
 
 def ptuning_params(P: int, width: int, h: int) -> int:

@@ -115,6 +115,7 @@ class PrefixGPT(_PrefixGPT):
     """
 
     block_type = PrefixBlock
+    keys_and_values = True
 
     @staticmethod
     def width(config) -> int:

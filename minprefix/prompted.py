@@ -10,7 +10,7 @@ two small modules, the same for every method:
   unstable and sensitive to initialization; the MLP smooths it.
 - `PTuningEncoder` (Liu et al. 2021, P-tuning's prompt encoder as PEFT builds it): a (P, width)
   embedding table -> Linear(width, hidden) -> ReLU -> Linear(hidden, hidden) -> ReLU ->
-  Linear(hidden, width). Same idea, another network: no bottleneck k, two hidden layers, ReLU.
+  Linear(hidden, width). Same idea, another network: no narrower P' of width k, two hidden layers, ReLU.
 
 After training only the rows are needed: `merge()` swaps the network for a `DirectPrefix` holding
 its output, and gives the same logits.
@@ -24,6 +24,7 @@ from .model import GPT, Generator
 MLP_HIDDEN = 512  # hidden width of the reparameterization MLP, as in Li & Liang's code
 INITS = ("zero", "random", "vocab", "text")  # how a direct prefix can start; the MLP: zero or random
 ENCODERS = ("mlp", "ptuning")  # the network that makes the rows when reparam_dim is given
+MLP_FORMS = ("shared", "separate", "linear")  # MLPPrefix: Li & Liang's, and lesson 5's two ablations
 
 
 class DirectPrefix(nn.Module):
@@ -42,21 +43,42 @@ class MLPPrefix(nn.Module):
 
     P' is (P, k); the MLP is Linear(k, hidden) -> tanh -> Linear(hidden, width), row by row.
     zero_last=True starts the last layer at zero (as PEFT does), so the rows start at 0 while
-    every weight still gets a gradient.
+    every weight still gets a gradient. Two forms exist for lesson 5's ablations (Le et al. 2025):
+    form="linear" drops the tanh (over-parameterization alone: the rows are a linear map of P');
+    form="separate" makes the two halves of every 2 * `chunk` numbers of a row from two
+    (P', MLP) pairs that share nothing: on a key/value prefix with chunk = d_model, the keys
+    and the values of each layer, where the shared MLP makes both from one row of P'.
     """
 
-    def __init__(self, prompt_len: int, k: int, hidden: int, width: int, seed: int = 0, zero_last: bool = False):
+    def __init__(self, prompt_len: int, k: int, hidden: int, width: int, seed: int = 0, zero_last: bool = False,
+                 form: str = "shared", chunk: int | None = None):
         super().__init__()
+        if form not in MLP_FORMS:
+            raise ValueError(f"unknown MLP form {form!r}; choose from {', '.join(MLP_FORMS)}")
+        if form == "separate" and (chunk is None or width % (2 * chunk)):
+            raise ValueError(f"form 'separate' splits rows of width {width} into halves of chunk {chunk} numbers: "
+                             "it needs a chunk that divides width / 2 (a key/value prefix: chunk = d_model)")
+        self.chunk = chunk if form == "separate" else None
+        nets, out = (2, width // 2) if self.chunk else (1, width)
+        act = nn.Identity() if form == "linear" else nn.Tanh()
         with torch.random.fork_rng():  # seeded, and the caller's random state untouched
             torch.manual_seed(seed)
             self.input = nn.Parameter(torch.randn(prompt_len, k))  # P'
-            self.mlp = nn.Sequential(nn.Linear(k, hidden), nn.Tanh(), nn.Linear(hidden, width))
-        if zero_last:
-            nn.init.zeros_(self.mlp[2].weight)
-            nn.init.zeros_(self.mlp[2].bias)
+            self.mlp = nn.Sequential(nn.Linear(k, hidden), act, nn.Linear(hidden, out))
+            if nets == 2:  # the second half's own P' and MLP
+                self.input_2 = nn.Parameter(torch.randn(prompt_len, k))
+                self.mlp_2 = nn.Sequential(nn.Linear(k, hidden), act, nn.Linear(hidden, out))
+        for last in [self.mlp[2]] + ([self.mlp_2[2]] if nets == 2 else []):
+            if zero_last:
+                nn.init.zeros_(last.weight)
+                nn.init.zeros_(last.bias)
 
     def forward(self) -> torch.Tensor:
-        return self.mlp(self.input)
+        rows = self.mlp(self.input)
+        if self.chunk is None:
+            return rows
+        P, c = rows.size(0), self.chunk  # interleave: chunk numbers of the first, chunk of the second, ...
+        return torch.stack((rows.view(P, -1, c), self.mlp_2(self.input_2).view(P, -1, c)), 2).reshape(P, -1)
 
 
 class PTuningEncoder(nn.Module):
@@ -66,7 +88,7 @@ class PTuningEncoder(nn.Module):
     Linear(width, hidden) -> ReLU -> Linear(hidden, hidden) -> ReLU -> Linear(hidden, width):
     PEFT's PromptEncoder with encoder_reparameterization_type="MLP", no dropout (the paper's 2021
     encoder, a BiLSTM before a ReLU MLP, is PEFT's "LSTM" variant, not this). Unlike Li & Liang's
-    MLP (`MLPPrefix`) the input is as wide as the output (no bottleneck k), with two hidden layers,
+    MLP (`MLPPrefix`) the input is as wide as the output (no narrower P' of width k), with two hidden layers,
     ReLU not tanh. Starts as PEFT does: E ~ N(0, 1), PyTorch's default Linear init. zero_last=True
     starts the last layer at zero, as in MLPPrefix. Numbers that train: P*width
     + (width*hidden + hidden) + (hidden*hidden + hidden) + (hidden*width + width).
@@ -103,9 +125,11 @@ class PromptedGPT(nn.Module, Generator):
 
     default_init = "random"
     at_every_block = False  # True for a prefix: rows at every block, so a subset of layers can wear them
+    keys_and_values = False  # True for a key/value prefix: each layer's d_model keys, then d_model values
 
     def __init__(self, base: GPT, prompt_len: int, *, reparam_dim: int | None = None, hidden: int = MLP_HIDDEN,
-                 init: str | None = None, init_ids: list[int] | None = None, seed: int = 0, encoder: str = "mlp"):
+                 init: str | None = None, init_ids: list[int] | None = None, seed: int = 0, encoder: str = "mlp",
+                 mlp_form: str = "shared"):
         super().__init__()
         if not isinstance(prompt_len, int) or not 0 <= prompt_len < base.config.block_size:
             raise ValueError(f"prompt length {prompt_len!r} must be an integer in [0, {base.config.block_size}): "
@@ -117,6 +141,11 @@ class PromptedGPT(nn.Module, Generator):
         if encoder == "ptuning" and reparam_dim != width:
             raise ValueError(f"encoder 'ptuning' makes its rows from a table as wide as they are: reparam_dim must "
                              f"be {width} (this method's row width), got {reparam_dim}")
+        if mlp_form != "shared" and (reparam_dim is None or encoder != "mlp"):
+            raise ValueError(f"mlp_form {mlp_form!r} is a form of the MLP: it needs reparam_dim and encoder 'mlp'")
+        if mlp_form == "separate" and not self.keys_and_values:
+            raise ValueError("mlp_form 'separate' makes keys and values with separate MLPs: only a key/value "
+                             f"prefix has them, not {type(self).__name__}")
         self.base = base.freeze()
         self.prompt_len = prompt_len
         init = init or (self.default_init if reparam_dim is None else "random")
@@ -126,7 +155,8 @@ class PromptedGPT(nn.Module, Generator):
         elif init in ("zero", "random") and encoder == "ptuning":
             self.rows = PTuningEncoder(prompt_len, hidden, width, seed, zero_last=init == "zero").to(**like)
         elif init in ("zero", "random"):
-            self.rows = MLPPrefix(prompt_len, reparam_dim, hidden, width, seed, zero_last=init == "zero").to(**like)
+            self.rows = MLPPrefix(prompt_len, reparam_dim, hidden, width, seed, zero_last=init == "zero", form=mlp_form,
+                                  chunk=base.config.d_model).to(**like)
         else:
             net = "the MLP" if encoder == "mlp" else "the P-tuning encoder"
             raise ValueError(f"init {init!r} sets the rows themselves, but with {net} they are its output: "

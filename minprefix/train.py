@@ -25,6 +25,7 @@ from .config import arg, validate
 from .methods import DEFAULT_METHOD, METHODS, RENAMED
 from .model import GPT, autocast
 from .prefix import LAYERS
+from .prompted import MLP_FORMS
 from .scoring import score
 from .world import DOWNSTREAM_TASKS, PRETRAIN_TASKS, TUNE_TRAIN_SIZE, Tokenizer, answer_batch, examples
 
@@ -162,6 +163,8 @@ class TuneConfig(LoopConfig):
     prompt_len: int = arg(10, "P: soft-prompt rows or prefix positions", low=1)
     reparam_dim: int | None = arg(None, "k, the width of P' (MLP methods only; default d_model)", low=1, high=65536)
     hidden: int | None = arg(None, "hidden width of the MLP (MLP methods only; default 512)", low=1, high=65536)
+    mlp_form: str = arg("shared", "Li & Liang's MLP: shared (one MLP makes a position's key and value), separate "
+                        "(keys and values from their own P' and MLP), linear (no tanh)", choices=MLP_FORMS)
     init: str | None = arg(None, "how the rows start (default: the method's; see the table below)")
     init_text: str | None = arg(None, "start the rows from this text, repeated or cut to P tokens (means --init text)")
     eval_every: int = arg(50, "steps between dev evaluations (the best is kept)", low=1)
@@ -178,8 +181,11 @@ class TuneConfig(LoopConfig):
                              "through an MLP is its direct method's name plus -mlp, e.g. prefix-mlp)")
         super().__post_init__()
         m = METHODS[self.method]
-        m.check_options(self.prefix_layers, self.reparam_dim, self.hidden)
+        m.check_options(self.prefix_layers, self.reparam_dim, self.hidden, self.mlp_form)
         if self.init_text is not None:
+            if "text" not in m.inits:
+                raise ValueError(f"--init-text: {self.method} cannot start from a text (its inits: "
+                                 f"{', '.join(m.inits) or 'none'}); use a direct method such as {m.direct.name}")
             if self.init not in (None, "text"):
                 raise ValueError(f"--init-text starts the rows from a text, but --init is {self.init!r}: drop one")
             self.init = "text"
@@ -215,7 +221,8 @@ def build_method(base: GPT, tok: Tokenizer, cfg: TuneConfig):
     """The model to train: the frozen base wearing cfg.method (or a trainable copy for full)."""
     ids = tok.encode(cfg.init_text) if cfg.init_text is not None else None
     return METHODS[cfg.method].build(base, cfg.prompt_len, reparam_dim=cfg.reparam_dim, hidden=cfg.hidden,
-                                     init=cfg.init, init_ids=ids, seed=cfg.seed, layers=cfg.prefix_layers)
+                                     init=cfg.init, init_ids=ids, seed=cfg.seed, layers=cfg.prefix_layers,
+                                     mlp_form=cfg.mlp_form)
 
 
 def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu", progress=True,
@@ -237,9 +244,11 @@ def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu",
     state, t0 = {"history": [], "best": None}, time.time()
 
     def on_eval(step, loss):  # dev score; the best weights are kept, and saved as the artifact
+        t = time.time()
         dev = score(model, tok, dev_exs)
+        scoring = time.time() - t + (state["history"][-1].get("scoring_time", 0.0) if state["history"] else 0.0)
         state["history"].append({"step": step, "dev_exact_match": dev["exact_match"], "dev_loss": dev["loss"],
-                                 "train_loss": loss, "time": time.time() - t0})
+                                 "train_loss": loss, "time": time.time() - t0, "scoring_time": scoring})
         best = state["best"] and state["best"]["dev"]
         if best is None or rank(dev["exact_match"], dev["loss"]) > rank(best["exact_match"], best["loss"]):
             state["best"] = {"step": step, "dev": dev, "weights": trainable_state(model)}

@@ -33,9 +33,21 @@ def close(a, b, atol=1e-5) -> bool:
 
 
 def tiny_base(seed=0, **kw) -> GPT:
+    """A small random GPT in float64 whose LayerNorms and biases are random too.
+
+    A fresh GPT's LayerNorms are identities and its biases zero, so on it ln_1, ln_2 and ln_f are
+    interchangeable, and a forgotten bias goes unseen: a whole class of mistakes would pass.
+    """
     torch.manual_seed(seed)
     config = dict(vocab_size=20, block_size=24, n_layer=2, n_head=2, d_model=8) | kw
-    return GPT(GPTConfig(**config)).double().freeze()
+    model = GPT(GPTConfig(**config)).double()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0.0, 0.3)
+            elif "ln" in name:  # a LayerNorm's gain
+                p.normal_(1.0, 0.5)
+    return model.freeze()
 
 
 # ---------------------------------------------------------------------------- lesson 1
@@ -223,6 +235,9 @@ def check_ex4_3(prefix_params):
 
 def check_ex5_1(cls):
     torch.manual_seed(0)
+    big = cls(16, 32, 6, 10)  # enough numbers in P' to tell a standard normal from anything else
+    expect(0.8 < big.input.detach().std().item() < 1.2 and abs(big.input.detach().mean().item()) < 0.2,
+           "P' (`input`) must start drawn from a standard normal (torch.randn), not zeros or another scale")
     m = cls(3, 4, 6, 10)
     rows = m()
     expect(isinstance(rows, torch.Tensor) and rows.shape == (3, 10), f"forward() must give (P, width) = (3, 10), "
@@ -240,6 +255,8 @@ def check_ex5_2(merge):
     base = tiny_base()
     model = PrefixGPT(base, 3, reparam_dim=4, hidden=6, seed=1)
     merged = merge(model)
+    expect(merged is not model and isinstance(model.rows, MLPPrefix),
+           "merge must return a new model and leave the one it is given as it was (its rows still an MLPPrefix)")
     expect(type(merged) is PrefixGPT and merged.base is base, "merge must return a PrefixGPT on the same base")
     expect(isinstance(merged.rows, DirectPrefix) and not isinstance(merged.rows, MLPPrefix),
            "merged rows must be a DirectPrefix: the MLP is not kept")

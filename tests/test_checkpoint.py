@@ -3,9 +3,13 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
+import torch
 from helpers import TOK, quick, tiny_base
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from minprefix.artifacts import fingerprint, save_prompt
 from minprefix.prefix import PrefixGPT
@@ -105,3 +109,26 @@ def test_an_old_pickle_checkpoint_is_refused_not_read(tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(b"an older minprefix's torch.save")
     with pytest.raises(ValueError, match="checkpoint.pt is a checkpoint of an older minprefix; delete it"):
         tune(tiny_base(), TOK, quick("soft", steps=2), run_dir=tmp_path, progress=False)
+
+
+# ---------------------------------------------------------------------------- properties over many runs
+
+
+@settings(max_examples=6, deadline=None)
+@given(method=st.sampled_from(["soft", "prefix", "prefix-mlp"]), stop_at=st.integers(1, 5), every=st.integers(1, 4))
+def test_any_interrupted_run_resumes_to_the_uninterrupted_one(method, stop_at, every):
+    """Interrupted at any step, with any checkpoint spacing, then resumed: the same history and weights."""
+    cfg = quick(method, steps=6, eval_every=every)
+    with tempfile.TemporaryDirectory() as tmp:
+        whole, whole_history = tune(tiny_base(), TOK, cfg, run_dir=f"{tmp}/a", progress=False)
+
+        def interrupt(step, loss):
+            if step == stop_at:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            tune(tiny_base(), TOK, cfg, run_dir=f"{tmp}/b", progress=False, on_step=interrupt)
+        resumed, history = tune(tiny_base(), TOK, cfg, run_dir=f"{tmp}/b", progress=False)
+    strip = lambda hs: [{k: v for k, v in h.items() if k not in ("time", "scoring_time")} for h in hs]  # noqa: E731
+    assert strip(history) == strip(whole_history)
+    assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), whole.state_dict().values()))

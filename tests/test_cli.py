@@ -6,9 +6,11 @@ import contextlib
 import dataclasses
 import io
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,8 @@ from minprefix.config import flag
 from minprefix.hard_prompt import SEARCH_START
 from minprefix.lab.bench import BenchConfig
 from minprefix.lab.compare import CompareConfig
+from minprefix.lab.reparam import ReparamConfig
+from minprefix.lab.sweep import SweepConfig
 from minprefix.train import TuneConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,6 +218,8 @@ COMMANDS = {  # command: (fixed arguments, {numeric flag: values})
                                                "--seed": NUMBERS[int]}),
     "demo": ([], {"--steps": NUMBERS[int]}),
     "compare": (["--quick", "--workers", "1"], numeric_flags(CompareConfig, skip=("workers",))),
+    "sweep": (["--quick", "--workers", "1"], numeric_flags(SweepConfig, skip=("workers",))),
+    "reparam": (["--quick", "--workers", "1"], numeric_flags(ReparamConfig, skip=("workers",))),
     "bench": (["--no-peft", "--n-layer", "1", "--d-model", "8", "--n-head", "1", "--batch-size", "2", "--seq-len", "4",
                "--prompt-len", "2", "--repeats", "1", "--warmup", "0", "--gen-prompt", "2", "--gen-new", "2"],
               numeric_flags(BenchConfig)),
@@ -241,7 +247,8 @@ def short_runs(monkeypatch):
 def test_any_number_for_any_flag_works_or_fails_in_one_line(command, tiny_base_dir, two_layer_base_dir, short_runs):
     fixed, numeric = COMMANDS[command]
 
-    @settings(max_examples={"demo": 5, "search-prompt": 10, "compare": 3, "bench": 8}.get(command, 25), deadline=None,
+    @settings(max_examples={"demo": 5, "search-prompt": 10, "compare": 3, "bench": 8, "sweep": 4, "reparam": 3}.get(
+              command, 25), deadline=None,
               suppress_health_check=[HealthCheck.too_slow])
     @given(st.fixed_dictionaries({}, optional=numeric))
     def check(values):
@@ -250,6 +257,8 @@ def test_any_number_for_any_flag_works_or_fails_in_one_line(command, tiny_base_d
                      "tune": ["--base", tiny_base_dir, "--run-dir", tmp],
                      "demo": ["--base", tiny_base_dir, "--figure", f"{tmp}/f.png"],
                      "compare": ["--base", two_layer_base_dir, "--out", tmp, "--run-dir", tmp],  # depth: 2 halves
+                     "sweep": ["--base", tiny_base_dir, "--out", tmp, "--run-dir", tmp],
+                     "reparam": ["--base", tiny_base_dir, "--out", tmp, "--run-dir", tmp],
                      "bench": [],
                      }.get(command, ["--base", tiny_base_dir])
             argv = [command, *fixed, *where, *(x for k, v in values.items() for x in (k, repr(v)))]
@@ -278,6 +287,23 @@ def test_config_fields_are_typed(make, needle):
     with pytest.raises(ValueError, match=re.escape(needle)):
         make()
     assert TuneConfig(lr=1).lr == 1 and TuneConfig(hidden=None).hidden is None  # an int is a fine float
+
+
+API_CONFIGS = (TuneConfig, PretrainConfig, CompareConfig, SweepConfig, ReparamConfig, BenchConfig)
+ANY_VALUE = st.one_of(st.none(), st.booleans(), NUMBERS[int], NUMBERS[float], st.text(max_size=6))
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_any_value_for_any_config_field_in_python_is_taken_or_refused_by_name(data):
+    """The API's configs check what the CLI's flags check: a bad value is a ValueError naming the field."""
+    cls = data.draw(st.sampled_from(API_CONFIGS))
+    field = data.draw(st.sampled_from([f.name for f in dataclasses.fields(cls) if "help" in f.metadata]))
+    value = data.draw(ANY_VALUE)
+    try:
+        cls(**{field: value})
+    except ValueError as e:
+        assert flag(field) in str(e), (cls.__name__, field, value, str(e))
 
 
 def test_info_refuses_sizes_that_would_overflow(capsys):
@@ -314,3 +340,21 @@ def test_the_reported_best_step_is_the_one_the_artifact_holds(tmp_path):
     _, history = tune(tiny_base(), TOK, quick("prefix"), run_dir=tmp_path, progress=False)
     assert len({h["dev_exact_match"] for h in history}) == 1, "the scores must tie for this test to mean anything"
     assert best_of(history)["step"] == read_artifact(tmp_path / "best.safetensors")[0]["step"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gap", [0.0, 0.3])
+def test_two_ctrl_c_in_a_row_stop_without_a_traceback(tmp_path, tiny_base_dir, gap):
+    """The second Ctrl-C lands while the first is being handled (or in the exit handlers): still one message."""
+    proc = subprocess.Popen([sys.executable, "-m", "minprefix", "tune", "--base", tiny_base_dir, "--task", "bare-reverse",
+                             "--steps", "100000", "--run-dir", str(tmp_path / "run")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (tmp_path / "run" / "checkpoint.safetensors").exists() and time.time() < deadline:
+        time.sleep(0.1)  # training has started (step 0's checkpoint is written)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(gap)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "interrupted; run the same command again to resume" in err

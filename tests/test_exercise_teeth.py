@@ -6,7 +6,7 @@ import pytest
 import torch
 from exercise_checks import CHECKS, REFERENCE, learner
 
-from minprefix.prompted import MLPPrefix
+from minprefix.prompted import DirectPrefix, MLPPrefix
 
 
 def stub(*args, **kwargs):
@@ -70,6 +70,21 @@ def prefix_block_top_left(block, x, kv):
         model_module.attention_mask = original
 
 
+def prefix_block_layernorms_swapped(block, x, kv):
+    """ln_1 and ln_2 exchanged: invisible on a fresh base, whose LayerNorms are all identities."""
+    block.ln_1, block.ln_2 = block.ln_2, block.ln_1
+    try:
+        return REFERENCE["ex4_1"](block, x, kv)
+    finally:
+        block.ln_1, block.ln_2 = block.ln_2, block.ln_1
+
+
+def rows_to_kv_with_ln_2(block, rows):
+    P, C = rows.shape
+    k, v = block.attn.c_attn(block.ln_2(rows)).split(C, dim=1)[1:]
+    return torch.stack([k, v]).view(2, P, block.attn.n_head, C // block.attn.n_head).transpose(1, 2)
+
+
 def rows_to_kv_without_layernorm(block, rows):
     P, C = rows.shape
     k, v = block.attn.c_attn(rows).split(C, dim=1)[1:]
@@ -96,6 +111,18 @@ def merge_that_keeps_the_mlp(model):
     return model
 
 
+class MLPPrefixFromZeros(MLPPrefix):
+    def __init__(self, prompt_len, k, hidden, width):
+        super().__init__(prompt_len, k, hidden, width)
+        torch.nn.init.zeros_(self.input)
+
+
+def merge_in_place(model):
+    """Swaps the rows of the model it is given, and returns that same model."""
+    model.rows = DirectPrefix(model.rows().detach())
+    return model
+
+
 def normal_interval(p, n, z=1.96):
     half = z * math.sqrt(p * (1 - p) / n) if n else 1.0
     return max(0.0, p - half), min(1.0, p + half)
@@ -113,11 +140,11 @@ WRONG = {  # exercise: plausible wrong answers its check must reject
     "ex3_1": [soft_prompt_positions_not_shifted],
     "ex3_2": [every_row_wears_the_first_prompt],
     "ex3_3": [params_with_the_base_left_trainable],
-    "ex4_1": [prefix_block_keys_values_swapped, prefix_block_top_left],
-    "ex4_2": [rows_to_kv_without_layernorm, rows_to_kv_queries_and_keys],
+    "ex4_1": [prefix_block_keys_values_swapped, prefix_block_top_left, prefix_block_layernorms_swapped],
+    "ex4_2": [rows_to_kv_without_layernorm, rows_to_kv_queries_and_keys, rows_to_kv_with_ln_2],
     "ex4_3": [prefix_params_without_the_2],
-    "ex5_1": [MLPPrefixWithReLU],
-    "ex5_2": [merge_that_keeps_the_mlp],
+    "ex5_1": [MLPPrefixWithReLU, MLPPrefixFromZeros],
+    "ex5_2": [merge_that_keeps_the_mlp, merge_in_place],
     "ex6_1": [normal_interval],
     "ex6_2": [share_counting_the_frozen_base],
 }

@@ -18,8 +18,8 @@ LAYERS = [  # lowest first: a module imports only from its own layer or those be
     {"checkpoint"},
     {"train"},
     {"base", "hard_prompt"},
-    {"lab.grid", "lab.figures", "lab.bench"},
-    {"lab.compare", "lab.demo"},
+    {"lab.grid", "lab.figures", "lab.bench", "lab.sweep"},
+    {"lab.compare", "lab.demo", "lab.reparam"},
     {"lab.report"},
     {"lab", "cli", "__main__", "__init__"},
 ]

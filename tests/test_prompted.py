@@ -7,10 +7,12 @@ and the encoders, P-tuning's beside Li & Liang's MLP (the PEFT cross-check is in
 import pytest
 import torch
 
+from minprefix.methods import METHODS
 from minprefix.params import count_trainable
 from minprefix.prefix import BlockInputPrefixGPT, PrefixGPT
 from minprefix.prompted import DirectPrefix, MLPPrefix, PTuningEncoder
 from minprefix.soft_prompt import SoftPromptGPT
+from minprefix.train import TuneConfig
 
 D, L = 16, 2  # the tiny base's width and depth (helpers.tiny_config)
 
@@ -167,3 +169,39 @@ def test_ptuning_errors_are_clear(base):
         SoftPromptGPT(base, 4, reparam_dim=D, encoder="lstm")
     with pytest.raises(ValueError, match="with the P-tuning encoder they are its output"):
         SoftPromptGPT(base, 4, reparam_dim=D, encoder="ptuning", init="vocab")
+
+
+def test_separate_mlp_form_makes_keys_and_values_from_two_nets_that_share_nothing(base, idx):
+    model = PrefixGPT(base, 3, reparam_dim=4, hidden=8, mlp_form="separate")
+    kv = model.prompt()  # (L, 2, nh, P, hs)
+    L, d = base.config.n_layer, base.config.d_model
+    keys = kv[:, 0].permute(2, 0, 1, 3).reshape(3, L, d)
+    assert torch.allclose(keys, model.rows.mlp(model.rows.input).view(3, L, d))  # keys: the first net alone
+    keys.sum().backward()
+    untouched = [model.rows.input_2, *model.rows.mlp_2.parameters()]  # the values' net
+    assert all(p.grad is None or not p.grad.any() for p in untouched)
+    assert model.rows.input.grad.abs().sum() > 0
+    assert count_trainable(model) == METHODS["prefix-mlp"].trainable(base.config, 3, 4, 8, "separate")
+    with torch.no_grad():
+        assert torch.allclose(model(idx)[0], model.merge()(idx)[0], atol=1e-5)
+
+
+def test_linear_mlp_form_has_no_nonlinearity(base):
+    rows = PrefixGPT(base, 3, reparam_dim=4, hidden=8, mlp_form="linear").rows
+    assert isinstance(rows.mlp[1], torch.nn.Identity)
+    def g(x):  # W2 W1 x: the MLP without its constant W2 b1 + b2
+        return rows.mlp(x) - rows.mlp[2](rows.mlp[0].bias)
+    assert torch.allclose(g(2 * rows.input), 2 * g(rows.input), atol=1e-5)
+
+
+def test_mlp_forms_are_refused_where_they_mean_nothing(base):
+    with pytest.raises(ValueError, match="only a key/value prefix"):
+        BlockInputPrefixGPT(base, 3, reparam_dim=4, hidden=8, mlp_form="separate")
+    with pytest.raises(ValueError, match="needs reparam_dim"):
+        PrefixGPT(base, 3, mlp_form="linear")
+    with pytest.raises(ValueError, match="unknown MLP form"):
+        MLPPrefix(3, 4, 8, 16, form="wide")
+    with pytest.raises(ValueError, match="--mlp-form separate.*block-prefix-mlp"):
+        TuneConfig(method="block-prefix-mlp", mlp_form="separate")
+    with pytest.raises(ValueError, match="--mlp-form linear.*prefix has none"):
+        TuneConfig(method="prefix", mlp_form="linear")

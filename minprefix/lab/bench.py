@@ -16,7 +16,8 @@ from ..config import arg, validate
 from ..methods import FULL, PREFIX, PREFIX_MLP, SOFT
 from ..model import GPT, GPTConfig, autocast
 from ..scoring import table
-from ..train import make_optimizer
+from ..train import TuneConfig, make_optimizer
+from .grid import run_grid
 
 
 @dataclass
@@ -275,3 +276,30 @@ def print_table(r: dict):
     print(f"\nsteps: {ms}; same tokens with and without the cache: {r['generate_cache_same_tokens']}"
           + (f"; same tokens as transformers+PEFT: {r['generate_same_tokens_as_peft']}"
              if "generate_same_tokens_as_peft" in r else ""))
+
+
+GRID_SETTINGS = ((1, 1), (1, 2), (2, 1))  # (processes, torch threads per run) on a 2-core machine
+
+
+def grid_throughput(base, tok, runs: int = 4, steps: int = 200, settings=GRID_SETTINGS, device="cpu") -> list[dict]:
+    """Tuning runs per minute through run_grid, for each (workers, threads) setting, on the same cells."""
+    cells = [TuneConfig(method=PREFIX_MLP.name, task="reverse-upper", steps=steps, eval_every=steps // 2, n_dev=100,
+                        seed=s) for s in range(runs)]
+    out = []
+    for workers, threads in settings:
+        t0 = time.perf_counter()
+        results = run_grid(base, tok, cells, device=device, progress=False, n_test=100, workers=workers,
+                           threads=threads)
+        seconds = time.perf_counter() - t0
+        out.append({"workers": workers, "threads": threads, "runs": runs, "steps": steps, "seconds": seconds,
+                    "runs_per_minute": 60 * runs / seconds,
+                    "dev_scoring_share": statistics.fmean(r["scoring_seconds"] / r["seconds"] for r in results)})
+    return out
+
+
+def print_grid_table(rows: list[dict]):
+    best = max(rows, key=lambda r: r["runs_per_minute"])
+    print(table(["processes", "threads per run", "runs per minute", "seconds", "share of a run scoring dev"],
+                [[r["workers"], r["threads"], f"{r['runs_per_minute']:.2f}" + (" (fastest)" if r is best else ""),
+                  f"{r['seconds']:.1f}", f"{100 * r['dev_scoring_share']:.0f} %"] for r in rows], right_from=0))
+    print(f"\n{rows[0]['runs']} runs of {rows[0]['steps']} steps (prefix-mlp on reverse-upper) per setting")

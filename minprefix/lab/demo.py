@@ -18,12 +18,16 @@ from ..params import count_stored, count_trainable
 from ..scoring import percent, score, table
 from ..train import TuneConfig, tune
 from ..world import BARE_TEMPLATE, TEMPLATES, examples
+from .sweep import SweepConfig
 
 DEMO_TASKS = ("bare-reverse", "reverse-upper")
 DEMO_METHODS = tuple(m.name for m in (FULL, SOFT, PREFIX_MLP, PREFIX))
 
 
-def run_demo(base_and_tok, device="cpu", figure="figures/demo.png", steps=300, tasks=DEMO_TASKS,
+DEMO_STEPS = SweepConfig().steps  # the step count at which the default learning rates were chosen
+
+
+def run_demo(base_and_tok, device="cpu", figure="figures/demo.png", steps=DEMO_STEPS, tasks=DEMO_TASKS,
              methods=DEMO_METHODS, progress=True):
     base, tok = base_and_tok
     t0 = time.time()

@@ -4,6 +4,7 @@
 - share_by_width.png: what each method trains, as a share of the model, across model widths
 - demo.png: dev exact match during training (`minprefix demo`, which trains)
 - compare_tasks.png, compare_studies.png: the papers' claims measured (`minprefix compare`, which trains)
+- sweep.png, reparam.png: the learning-rate sweep and lesson 5's grids (`minprefix sweep`, `minprefix reparam`)
 """
 
 from pathlib import Path
@@ -187,5 +188,96 @@ def plot_compare_studies(cfg: dict, s: dict, path=None):
         ax.minorticks_off()
         ax.set(ylabel="test exact match (%)", ylim=(-3, 103))
         ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_sweep(data: dict, path=None):
+    """`minprefix sweep`: mean dev score against learning rate (best circled), and the best lr's dev curve."""
+    plt = _plt()
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for i, (m, row) in enumerate(data["methods"].items()):
+        lrs, dev = [p["lr"] for p in row["points"]], [100 * p["dev"] for p in row["points"]]
+        ax.plot(lrs, dev, marker="o", color=f"C{i}", label=m)
+        best = next(p for p in row["points"] if p["lr"] == row["best_lr"])
+        ax.scatter([best["lr"]], [100 * best["dev"]], s=160, facecolors="none", edgecolors=f"C{i}", lw=2)
+        bx.plot([s for s, _ in row["curve"]], [100 * v for _, v in row["curve"]], marker=".", color=f"C{i}",
+                label=f"{m} (lr {row['best_lr']:g})")
+    ax.set(xscale="log", xlabel="peak learning rate", ylabel="dev exact match (%), mean", ylim=(-3, 103),
+           title="each method's sweep (circle: the chosen default)")
+    bx.set(xlabel="training step", ylabel="best dev exact match so far (%), mean", ylim=(-3, 103),
+           title="at the chosen learning rate: has it stopped improving?")
+    for a in (ax, bx):
+        a.grid(alpha=0.3)
+    bx.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _smooth(values: list[float], window: int = 10) -> list[float]:
+    return [sum(values[max(0, i - window + 1):i + 1]) / len(values[max(0, i - window + 1):i + 1])
+            for i in range(len(values))]
+
+
+def _strip(ax, studies: dict, title: str):
+    """One column of dots per setting (a seed each), a black bar at the mean, red crosses for divergences."""
+    labels = [label for study in studies.values() for label in study]
+    for x, s in enumerate(s for study in studies.values() for s in study.values()):
+        for j, r in enumerate(s["runs"]):
+            dx = 0.08 * (j - (len(s["runs"]) - 1) / 2)
+            ax.scatter(x + dx, 100 * r["dev"], color="red" if r["diverged"] else "C0",
+                       marker="x" if r["diverged"] else "o", s=18, zorder=3)
+        ax.hlines(100 * s["mean"], x - 0.3, x + 0.3, color="black")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+    ax.set(ylabel="best dev exact match (%)", ylim=(-3, 103), title=title)
+    ax.grid(alpha=0.3, axis="y")
+
+
+def _fan(ax, data):
+    for i, (m, row) in enumerate(data["stability"]["methods"].items()):
+        best = next(p for p in row["points"] if p["lr"] == row["best_lr"])
+        for j, r in enumerate(best["runs"]):
+            ax.plot(_smooth(r["losses"]), color=f"C{i}", lw=0.8, alpha=0.7,
+                    label=f"{m}, lr {row['best_lr']:g} (one line per seed)" if j == 0 else None)
+    ax.set(yscale="log", xlabel="training step", ylabel="training loss (10-step mean)",
+           title="1. each seed's loss at each method's best learning rate")
+
+
+def _lr_dots(ax, data):
+    for i, (m, row) in enumerate(data["stability"]["methods"].items()):
+        for p in row["points"]:
+            ax.scatter([p["lr"]] * len(p["runs"]), [100 * r["dev"] for r in p["runs"]], color=f"C{i}", s=14)
+        ax.plot([p["lr"] for p in row["points"]], [100 * p["dev"] for p in row["points"]], color=f"C{i}", label=m)
+    ax.set(xscale="log", xlabel="peak learning rate", ylabel="best dev exact match (%)", ylim=(-3, 103),
+           title="1. every seed at every learning rate (line: mean)")
+
+
+def _widths(ax, data):
+    for name, marker in (("k", "o"), ("h", "s")):
+        xs = [int(label.split("= ")[1]) for label in data[name]]
+        ss = list(data[name].values())
+        ax.errorbar(xs, [100 * s["mean"] for s in ss], capsize=3, marker=marker, label=f"{name} (bars: worst "
+                    "to best seed)", yerr=[[max(0.0, 100 * (s["mean"] - s["worst"])) for s in ss],  # >= 0 despite
+                                           [max(0.0, 100 * (s["best"] - s["mean"])) for s in ss]])  # float rounding
+    ax.axvline(data["d_model"], color="gray", ls=":", label="d_model")
+    ax.set(xscale="log", xlabel="width", ylabel="best dev exact match (%)", ylim=(-3, 103),
+           title="2. the bottleneck: the width k of P' and the hidden width h")
+
+
+REPARAM_PANELS = {"fan": _fan, "lrs": _lr_dots, "width": _widths,
+                  "settings": lambda ax, d: _strip(ax, {"long": d["long"], "form": d["form"], "init": d["init"]},
+                                                   "1. twice the steps; 3. sharing and the tanh; 4. initialization")}
+
+
+def plot_reparam(data: dict, path=None, panels=tuple(REPARAM_PANELS)):
+    """`minprefix reparam`: lesson 5's grids, one panel per view (all four: a 2 x 2 figure)."""
+    plt = _plt()
+    shape = (2, 2) if len(panels) == 4 else (1, len(panels))
+    fig, axes = plt.subplots(*shape, figsize=(6.5 * shape[1], 4.5 * shape[0]), squeeze=False)
+    for ax, panel in zip(axes.flat, panels):
+        REPARAM_PANELS[panel](ax, data)
+        ax.grid(alpha=0.3)
+        if panel != "settings":
+            ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)

@@ -9,9 +9,11 @@ import copy
 import hashlib
 import json
 import multiprocessing
+import signal
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 from pathlib import Path
 
@@ -59,46 +61,80 @@ def artifact_name(cfg: TuneConfig) -> str:
     return hashlib.sha256(cell_key(cfg).encode()).hexdigest()[:16] + ".safetensors"
 
 
-def run_cell(base, tok, cfg: TuneConfig, device="cpu", n_test: int = 200, artifacts=None) -> dict:
-    """One tuning run, scored: the result `run_grid` keeps (artifacts: a folder for its prompt, or None)."""
-    t0 = time.time()
+def run_cell(base, tok, cfg: TuneConfig, device="cpu", n_test: int = 200, artifacts=None, threads: int = 1) -> dict:
+    """One tuning run, scored: the result `run_grid` keeps (artifacts: a folder for its prompt, or None).
+
+    The run uses `threads` torch threads whatever the caller's setting (and restores it): the
+    order of a float sum depends on the thread count, so fixing it makes a cell's numbers the
+    same whether the grid runs it alone or beside others. Every step's training loss is kept.
+    """
+    t0, before, losses = time.time(), torch.get_num_threads(), []
+    torch.set_num_threads(threads)
     try:
-        model, history = tune(base, tok, cfg, device=device, progress=False)
+        model, history = tune(base, tok, cfg, device=device, progress=False,
+                              on_step=lambda step, loss: losses.append(loss))
     except FloatingPointError as e:  # a diverged run is a result too: it counts as 0, and says why
-        return {"config": asdict(cfg), "history": [], "seconds": time.time() - t0,
-                "dev": 0.0, "test": 0.0, "diverged": str(e)}
+        return {"config": asdict(cfg), "history": [], "losses": losses, "seconds": time.time() - t0,
+                "dev": 0.0, "test": 0.0, "diverged": str(e), "threads": threads}
+    finally:
+        torch.set_num_threads(before)
     if artifacts is not None and not METHODS[cfg.method].trains_base:  # full fine-tuning would store a whole base
         save_prompt(model, Path(artifacts) / artifact_name(cfg), base, {"task": cfg.task})
     test = score(model, tok, examples(cfg.task, "test", n_test))
     return {
-        "config": asdict(cfg), "history": history, "seconds": time.time() - t0, "diverged": None,
+        "config": asdict(cfg), "history": history, "losses": losses, "seconds": time.time() - t0, "diverged": None,
         "dev": max(h["dev_exact_match"] for h in history), "n_dev": len(examples(cfg.task, "dev", cfg.n_dev)),
-        "test": test["exact_match"], "n_test": test["n"],
+        "test": test["exact_match"], "n_test": test["n"], "threads": threads,
+        "scoring_seconds": history[-1]["scoring_time"],  # of the run's seconds, those spent scoring dev
         "trainable": count_trainable(model), "stored": count_stored(model),
     }
 
 
+GRID_WORKERS = 2  # processes; see run_grid
 _WORKER = {}  # each worker process's copy of the base and tokenizer
 
 
-def _start_worker(base, tok, threads):
-    torch.set_num_threads(threads)
+def _start_worker(base, tok):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it stops the workers
     _WORKER.update(base=base, tok=tok)
 
 
-def _worker_cell(cfg, device, n_test, artifacts):
-    return run_cell(_WORKER["base"], _WORKER["tok"], cfg, device, n_test, artifacts)
+def _worker_cell(cfg, device, n_test, artifacts, threads):
+    return run_cell(_WORKER["base"], _WORKER["tok"], cfg, device, n_test, artifacts, threads)
+
+
+def _run_in_processes(base, tok, todo, store, bar, workers, args):
+    """run_grid's cells in `workers` spawned processes; each finished cell is saved at once."""
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                               initargs=(copy.deepcopy(base).cpu(), tok))  # a copy: the caller's stays put
+    try:
+        jobs = {pool.submit(_worker_cell, cfg, *args): cfg for cfg in todo}
+        for job in as_completed(jobs):
+            store.put(cell_key(jobs[job]), job.result())  # saved at once: an interruption loses no finished cell
+            bar.update(1)
+    except KeyboardInterrupt:  # finished cells are saved; the ones in progress are stopped, not waited for
+        for process in list(pool._processes.values()):
+            process.terminate()
+        raise
+    except BrokenProcessPool:
+        raise RuntimeError("run_grid's worker processes stopped before finishing. A script that runs a grid with "
+                           "workers > 1 must start it under `if __name__ == '__main__':` (each worker imports "
+                           "the script); or pass workers=1") from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # on an error or Ctrl-C, start no further cell
 
 
 def run_grid(base, tok, configs: list[TuneConfig], path=None, device="cpu", progress=True,
-             n_test: int = 200, workers: int = 1, artifacts=None) -> list[dict]:
+             n_test: int = 200, workers: int = GRID_WORKERS, artifacts=None, threads: int = 1) -> list[dict]:
     """Tune every config; returns one result per config, in order.
 
     A result holds the config, the dev history, the best dev exact match and the test exact match
     of the best dev weights (on up to n_test examples), trainable and stored counts, and seconds.
     A run whose loss became NaN or infinite scores 0, with the reason under "diverged".
     path: a JSON file of finished cells, read first and rewritten after every cell.
-    workers > 1: that many processes on the CPU, each with its share of torch's threads.
+    workers > 1: that many processes on the CPU at once (on a GPU, use 1).
+    threads: torch threads per run, fixed so that a cell's numbers do not depend on `workers`.
+    The defaults are the fastest setting `minprefix bench --grid` measured on 2 CPU cores.
     artifacts: a folder that receives each prompt's artifact, named by `artifact_name`.
     """
     store = ResultStore(path)
@@ -107,19 +143,10 @@ def run_grid(base, tok, configs: list[TuneConfig], path=None, device="cpu", prog
         Path(artifacts).mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(todo), desc="grid", disable=not progress or not todo)
     if workers > 1 and len(todo) > 1:
-        threads = max(1, torch.get_num_threads() // workers)
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                                   initargs=(copy.deepcopy(base).cpu(), tok, threads))  # a copy: the caller's stays put
-        try:
-            jobs = {pool.submit(_worker_cell, cfg, device, n_test, artifacts): cfg for cfg in todo}
-            for job in as_completed(jobs):
-                store.put(cell_key(jobs[job]), job.result())  # saved at once: an interruption loses no finished cell
-                bar.update(1)
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)  # on an error or Ctrl-C, start no further cell
+        _run_in_processes(base, tok, todo, store, bar, workers, (device, n_test, artifacts, threads))
     else:
         for cfg in todo:
-            store.put(cell_key(cfg), run_cell(base, tok, cfg, device, n_test, artifacts))
+            store.put(cell_key(cfg), run_cell(base, tok, cfg, device, n_test, artifacts, threads))
             bar.update(1)
     bar.close()
     return [store[cell_key(cfg)] for cfg in configs]

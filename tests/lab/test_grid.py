@@ -12,11 +12,11 @@ from minprefix.lab.grid import ResultStore, run_grid
 def test_grid_resumes_without_recomputing_a_finished_cell(tmp_path, monkeypatch):
     configs = [quick("soft", seed=s, steps=4) for s in (0, 1)] + [quick("prefix", steps=4)]
     path = tmp_path / "grid.json"
-    first = grid.run_grid(tiny_base(), TOK, configs[:2], path, progress=False, n_test=16)
+    first = grid.run_grid(tiny_base(), TOK, configs[:2], path, progress=False, n_test=16, workers=1)
     calls = []
     real_tune = grid.tune
     monkeypatch.setattr(grid, "tune", lambda *a, **k: calls.append(a[2]) or real_tune(*a, **k))
-    again = grid.run_grid(tiny_base(), TOK, configs, path, progress=False, n_test=16)
+    again = grid.run_grid(tiny_base(), TOK, configs, path, progress=False, n_test=16, workers=1)
     assert calls == [configs[2]]  # only the new cell ran
     assert again[:2] == first and again[2]["config"]["method"] == "prefix"
     rows = grid.summarize(again, by=("method",))
@@ -25,7 +25,7 @@ def test_grid_resumes_without_recomputing_a_finished_cell(tmp_path, monkeypatch)
 
 
 def test_grid_records_a_diverged_run_instead_of_stopping():
-    results = grid.run_grid(tiny_base(), TOK, [quick("soft", lr=1e30, steps=3)], progress=False, n_test=8)
+    results = grid.run_grid(tiny_base(), TOK, [quick("soft", lr=1e30, steps=3)], progress=False, n_test=8, workers=1)
     assert results[0]["diverged"] and "loss became" in results[0]["diverged"] and results[0]["dev"] == 0.0
 
 
@@ -36,6 +36,17 @@ def test_run_grid_in_two_processes_keeps_every_cell(tmp_path):
     assert [r["config"]["seed"] for r in results] == [0, 1, 2, 0]
     assert len(json.loads((tmp_path / "r.json").read_text())) == 3
     assert all(0 <= r["test"] <= 1 and r["trainable"] > 0 for r in results)
+    alone = run_grid(base, TOK, configs[:1], progress=False, n_test=8, workers=1)[0]  # in this process
+    assert alone["losses"] == results[0]["losses"] and len(alone["losses"]) == 2  # one thread each: same numbers
+
+
+def test_a_cell_runs_on_its_own_thread_count_and_restores_the_callers(monkeypatch):
+    seen = []
+    real_tune = grid.tune
+    monkeypatch.setattr(grid, "tune", lambda *a, **k: seen.append(grid.torch.get_num_threads()) or real_tune(*a, **k))
+    before = grid.torch.get_num_threads()
+    grid.run_cell(tiny_base(), TOK, quick("soft", steps=2), n_test=4, threads=1)
+    assert seen == [1] and grid.torch.get_num_threads() == before
 
 
 def test_a_corrupt_results_file_is_a_clear_error(tmp_path):

@@ -1,0 +1,148 @@
+"""`minprefix sweep`: each method's learning rate, swept until its best is inside the range.
+
+Learning rates come from one fixed log grid (LR_GRID: 1, 3, 10, 30, ... x 1e-4), so a cell's
+config, and so its cached result, does not depend on what the defaults are today. A method starts
+at the grid point nearest its default and the two around it; while its best point is at an end of
+what was run, the next point beyond that end is added (rounds, so every method's new cells run
+together). A point's score is the mean best dev exact match over the tasks and seeds (a diverged
+run counts 0); ties go to the lower mean dev loss.
+
+Converged: a run keeps the best dev score it has seen, so the mean of that best-so-far curve over
+seeds and tasks can only rise; a method counts as converged at its best learning rate when the
+curve rose by at most `tolerance` over the last quarter of the steps.
+"""
+
+import math
+import statistics
+from dataclasses import asdict, dataclass
+
+from ..config import arg, validate
+from ..methods import METHODS
+from ..scoring import table
+from ..train import TuneConfig
+from .grid import run_grid
+
+LR_GRID = tuple(round(m * 10.0**e, 10) for e in range(-5, 2) for m in (1, 3))  # 1e-5, 3e-5, ..., 10, 30
+
+
+@dataclass
+class SweepConfig:
+    steps: int = arg(800, "optimizer steps of every run", low=4)
+    seeds: int = arg(3, "seeds per learning rate", low=1, high=100)
+    eval_every: int = arg(100, "steps between dev evaluations", low=1)
+    n_dev: int = arg(200, "dev examples per task (at most)", low=1, high=10_000)
+    n_test: int = arg(200, "test examples per task (at most)", low=1, high=10_000)
+    tolerance: float = arg(0.01, "largest rise of the best-so-far dev score over the last quarter, if converged",
+                           low=0.0, high=1.0)
+    workers: int = arg(2, "processes that run cells at once", low=1, high=64)
+    tasks: tuple = ("reverse-upper",)  # a composed task (lesson 5's): 95 runs of 800 steps take about 30 minutes
+    methods: tuple = tuple(METHODS)
+
+    def __post_init__(self):
+        validate(self)
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+
+
+QUICK = dict(steps=8, seeds=1, eval_every=4, n_dev=20, n_test=20, tasks=("bare-reverse",))
+
+
+def nearest(lr: float) -> int:
+    """Index of the grid point nearest lr (on a log scale)."""
+    return min(range(len(LR_GRID)), key=lambda i: abs(math.log(LR_GRID[i] / lr)))
+
+
+def cell_configs(cfg: SweepConfig, method: str, lr: float, **fields) -> list[TuneConfig]:
+    return [TuneConfig(method=method, task=t, lr=lr, seed=s, steps=cfg.steps, eval_every=cfg.eval_every,
+                       n_dev=cfg.n_dev, **fields) for t in cfg.tasks for s in range(cfg.seeds)]
+
+
+def point_score(results: list[dict]) -> tuple:
+    """How points are ranked: mean best dev exact match, then the lower mean dev loss."""
+    losses = [min(h["dev_loss"] for h in r["history"]) if r["history"] else float("inf") for r in results]
+    return statistics.fmean(r["dev"] for r in results), -statistics.fmean(losses)
+
+
+def best_so_far(results: list[dict]) -> list[tuple[int, float]]:
+    """(step, mean over runs of the best dev exact match up to that step); diverged runs count 0."""
+    steps = next(([h["step"] for h in r["history"]] for r in results if r["history"]), [])
+    curve = []
+    for i, step in enumerate(steps):
+        curve.append((step, statistics.fmean(max((h["dev_exact_match"] for h in r["history"][:i + 1]), default=0.0)
+                                             for r in results)))
+    return curve
+
+
+def converged(results: list[dict], steps: int, tolerance: float) -> dict:
+    curve = best_so_far(results)
+    if not curve:
+        return {"converged": False, "rise": None}
+    at = max((v for s, v in curve if s <= 0.75 * steps), default=curve[0][1])
+    return {"converged": curve[-1][1] - at <= tolerance, "rise": curve[-1][1] - at}
+
+
+def sweep_method_points(results: dict, method: str) -> tuple[list[int], int | None]:
+    """The grid indices run for a method so far, and the next one to add (None: the best is interior)."""
+    run = sorted(i for (m, i) in results if m == method)
+    best = max(run, key=lambda i: point_score(results[(method, i)]))
+    if best == run[0] and best > 0:
+        return run, best - 1
+    if best == run[-1] and best < len(LR_GRID) - 1:
+        return run, best + 1
+    return run, None
+
+
+def run_sweep(base, tok, cfg: SweepConfig, path=None, device="cpu", progress=True, **fields) -> dict:
+    """Bracket every method's best learning rate; returns the table (fields: more TuneConfig fields)."""
+    grid = dict(path=path, device=device, progress=progress, n_test=cfg.n_test, workers=cfg.workers)
+    todo = {m: [nearest(METHODS[m].lr) + d for d in (-1, 0, 1) if 0 <= nearest(METHODS[m].lr) + d < len(LR_GRID)]
+            for m in cfg.methods}
+    results = {}
+    while todo:
+        cells = [(m, i) for m, idx in todo.items() for i in idx]
+        configs = [cell_configs(cfg, m, LR_GRID[i], **fields) for m, i in cells]
+        flat = run_grid(base, tok, [c for cs in configs for c in cs], **grid)
+        n = len(cfg.tasks) * cfg.seeds
+        for j, cell in enumerate(cells):
+            results[cell] = flat[j * n:(j + 1) * n]
+        todo = {}
+        for m in cfg.methods:
+            _, nxt = sweep_method_points(results, m)
+            if nxt is not None:
+                todo[m] = [nxt]
+    return {"config": asdict(cfg), "fields": fields, "methods": {m: method_row(cfg, results, m) for m in cfg.methods}}
+
+
+def method_row(cfg: SweepConfig, results: dict, method: str) -> dict:
+    run, nxt = sweep_method_points(results, method)
+    best = max(run, key=lambda i: point_score(results[(method, i)]))
+    points = []
+    for i in run:
+        rs = results[(method, i)]
+        points.append({"lr": LR_GRID[i], "dev": point_score(rs)[0], "dev_loss": -point_score(rs)[1],
+                       "test": statistics.fmean(r["test"] for r in rs), "worst": min(r["dev"] for r in rs),
+                       "diverged": sum(r["diverged"] is not None for r in rs), "n": len(rs),
+                       "seconds": sum(r["seconds"] for r in rs), "runs": rs})
+    return {"best_lr": LR_GRID[best], "interior": run[0] < best < run[-1], "default_lr": METHODS[method].lr,
+            "points": points, "curve": best_so_far(results[(method, best)]),
+            **converged(results[(method, best)], cfg.steps, cfg.tolerance)}
+
+
+def sweep_markdown(data: dict) -> str:
+    """The sweep as a table: one row per method and learning rate, the chosen one in bold."""
+    cfg = data["config"]
+    lines = [f"Learning-rate sweep: {cfg['steps']} steps, {cfg['seeds']} seeds, tasks {', '.join(cfg['tasks'])} "
+             f"(dev exact match: best over the run, mean over tasks and seeds; a diverged run counts 0).", ""]
+    rows = []
+    for m, row in data["methods"].items():
+        for p in row["points"]:
+            chosen = p["lr"] == row["best_lr"]
+            mark = (lambda s: f"**{s}**") if chosen else str
+            rows.append([m, mark(f"{p['lr']:g}"), f"{100 * p['dev']:.1f}", f"{100 * p['worst']:.1f}",
+                         f"{100 * p['test']:.1f}", f"{p['diverged']}/{p['n']}",
+                         ("interior" if row["interior"] else "AT THE EDGE") if chosen else "",
+                         (f"{'yes' if row['converged'] else 'NO'} ({100 * row['rise']:+.1f})" if chosen else "")])
+    lines.append(table(["method", "lr", "dev mean %", "worst seed %", "test mean %", "diverged", "best is",
+                        "converged (rise, last quarter)"], rows))
+    return "\n".join(lines) + "\n"
