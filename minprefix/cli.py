@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import warnings
 from dataclasses import fields
 from pathlib import Path
@@ -96,8 +97,11 @@ def check_writable(path, folder: bool) -> None:
     parent = path if folder else path.parent
     while not parent.exists():  # the nearest folder that exists is where the new ones will be made
         parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise ValueError(f"cannot write {path}: {parent} is not a writable folder")
+    try:  # a real probe: permission bits say nothing for root, or on /proc and read-only mounts
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError:
+        raise ValueError(f"cannot write {path}: {parent} is not a writable folder") from None
 
 
 def _base(args):

@@ -331,6 +331,17 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(argv, tmp_p
     assert one_line_error(code, err, argv[0]) and "give a" in err, err
 
 
+@pytest.mark.parametrize("command", ["compare", "sweep", "reparam"])
+def test_an_unwritable_folder_is_found_by_trying_not_by_permission_bits(command, tmp_path, monkeypatch):
+    """Permission bits say yes to root; a read-only place ("/proc" here, a read-only mount) still refuses a file."""
+    if not Path("/proc").is_dir():
+        pytest.skip("needs /proc")
+    for name in ("run_compare", "run_sweep", "run_reparam"):
+        monkeypatch.setattr(minprefix.cli, name, lambda *a, **k: pytest.fail("the work started"))
+    code, _, err = run(command, "--quick", "--out", "/proc/minprefix-out")
+    assert one_line_error(code, err, command) and "/proc is not a writable folder" in err, err
+
+
 def test_the_reported_best_step_is_the_one_the_artifact_holds(tmp_path):
     """On tied dev scores (a tiny random base scores 0 % at every step) the artifact and the report agree."""
     from helpers import TOK, quick, tiny_base
