@@ -34,6 +34,7 @@ from minprefix.lab.bench import BenchConfig
 from minprefix.lab.compare import CompareConfig
 from minprefix.lab.reparam import ReparamConfig
 from minprefix.lab.sweep import SweepConfig
+from minprefix.methods import METHODS
 from minprefix.train import TuneConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,7 +135,8 @@ def test_cli_search_prompt_prints_before_and_after(capsys):
     (["--eval-every", "0"], "--eval-every must be at least 1, got 0"),
     (["--batch-size", "0"], "--batch-size must be at least 1 and at most 4096, got 0"),
     (["--lr", "nan"], "--lr must be a finite number"),
-    (["--method", "prefix-mlp", "--init", "text", "--init-text", "hi"], "--init text is not available for prefix-mlp"),
+    (["--method", "prefix-mlp", "--init", "text", "--init-text", "hi"], "--init-text: prefix-mlp cannot start from a text"),
+    (["--method", "prefix-mlp", "--init", "vocab"], "--init vocab is not available for prefix-mlp"),
     (["--method", "prefix", "--hidden", "64"], "--hidden sets the network of"),
     (["--method", "soft", "--init", "random", "--init-text", "hi"], "--init-text starts the rows from a text"),
     (["--method", "lora"], "--method 'lora' is not one of"),
@@ -149,7 +151,8 @@ def test_help_comes_from_the_config_fields_with_each_methods_inits_and_lr():
     squeezed = "".join(text.split())  # argparse wraps the help lines
     for f in dataclasses.fields(TuneConfig):
         assert flag(f.name) in text and "".join(f.metadata["help"].split()) in squeezed, f.name
-    assert "prefix-mlp" in text and "random, zero, vocab, text" in text and "lr 0.05" in text
+    assert "prefix-mlp" in text and "random, zero, vocab, text" in text
+    assert all(f"lr {m.lr:g}" in text for m in METHODS.values())  # each method's default, from the table
 
 
 def test_a_run_whose_best_is_step_0_warns_that_the_artifact_is_untrained(tiny_base_dir, tmp_path):
@@ -359,8 +362,9 @@ def test_two_ctrl_c_in_a_row_stop_without_a_traceback(tmp_path, tiny_base_dir, g
     """The second Ctrl-C lands while the first is being handled (or in the exit handlers): still one message."""
     proc = subprocess.Popen([sys.executable, "-m", "minprefix", "tune", "--base", tiny_base_dir, "--task", "bare-reverse",
                              "--steps", "100000", "--run-dir", str(tmp_path / "run")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # a background job
+    deadline = time.time() + 60  # inherits SIGINT ignored, and Python then installs no Ctrl-C handler
     while not (tmp_path / "run" / "checkpoint.safetensors").exists() and time.time() < deadline:
         time.sleep(0.1)  # training has started (step 0's checkpoint is written)
     proc.send_signal(signal.SIGINT)
