@@ -1,6 +1,7 @@
 """Figures, drawn by code: `minprefix figures` writes every PNG in figures/ (lessons show the same ones).
 
 - blocks.png: a regular transformer block beside the two prefix-augmented blocks
+- masks.png: the attention mask alone, with a prefix, and over a KV cache (lesson 1)
 - share_by_width.png: what each method trains, as a share of the model, across model widths
 - demo.png: dev exact match during training (`minprefix demo`, which trains)
 - compare_tasks.png, compare_studies.png: the papers' claims measured (`minprefix compare`, which trains)
@@ -130,7 +131,7 @@ def make_figures(out_dir="figures", base_config: GPTConfig | None = None) -> lis
     """Write the figures that need no training; `minprefix figures` adds the demo's."""
     out = Path(out_dir)
     written = []
-    for name, draw in (("blocks.png", draw_blocks),
+    for name, draw in (("blocks.png", draw_blocks), ("masks.png", plot_attention_masks),
                        ("share_by_width.png", lambda p: plot_share_by_width(p, base_config))):
         close(draw(out / name))
         written.append(out / name)
@@ -279,5 +280,43 @@ def plot_reparam(data: dict, path=None, panels=tuple(REPARAM_PANELS)):
         ax.grid(alpha=0.3)
         if panel != "settings":
             ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_attention_masks(path=None, T: int = 6, P: int = 3, cached: int = 8):
+    """Who may look at whom: the causal mask alone, with P prefix keys in front, and one new token over a cache."""
+    from ..model import attention_mask
+
+    plt = _plt()
+    tokens = [f"t{i}" for i in range(T)]
+    panels = [(f"T = {T} tokens: the causal triangle", attention_mask(T, T), tokens, tokens, 0),
+              (f"P = {P} prefix keys in front (bottom-right)", attention_mask(T, P + T),
+               [f"p{i}" for i in range(P)] + tokens, tokens, P),
+              (f"1 new token over a cache of {cached}", attention_mask(1, cached + 1),
+               [f"t{i}" for i in range(cached + 1)], [f"t{cached}"], cached)]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), gridspec_kw={"width_ratios": [T, P + T, cached + 1]})
+    for ax, (title, mask, keys, queries, earlier) in zip(axes, panels):
+        ax.imshow(mask.int(), cmap="Blues", vmin=-0.3, vmax=1.2)
+        ax.set(title=title, xlabel="key", ylabel="query")
+        ax.set_xticks(range(len(keys)), keys, fontsize=7)
+        ax.set_yticks(range(len(queries)), queries, fontsize=7)
+        if earlier:
+            ax.axvline(earlier - 0.5, color="C3", lw=2)  # left of the line: keys from before the first query
+    fig.suptitle("attention masks: dark = may attend; the red line separates earlier keys from the queries' own")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_predicted_vs_measured(predicted: list[float], measured: list[float], path=None, title: str = ""):
+    """HotFlip's first-order loss changes against the ones real forward passes measure, one dot per swap."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    ax.scatter(predicted, measured, s=18)
+    ax.axline((0, 0), slope=1, color="gray", ls=":", label="prediction = measurement")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set(xlabel="predicted change of the loss (first order)", ylabel="measured change of the loss", title=title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
