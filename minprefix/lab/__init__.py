@@ -3,6 +3,8 @@
 - `grid`: a resumable grid of tuning runs, run in parallel processes
 - `compare`: the papers' claims measured on the tiny world (one grid); `report` turns its data into tables,
   verdicts and figures
+- `sweep`: each method's learning rate, swept until its best is inside the range (the defaults)
+- `reparam`: lesson 5's grids on Li & Liang's MLP (stability, bottleneck, sharing, initialization)
 - `bench`: speed and memory of tuning against full fine-tuning and PEFT, as ratios from one run
 - `figures`: every figure of the README and the lessons, drawn by code
 - `demo`: every kind of prompt on the shipped base, side by side

@@ -124,7 +124,8 @@ def method_row(cfg: SweepConfig, results: dict, method: str) -> dict:
                        "test": statistics.fmean(r["test"] for r in rs), "worst": min(r["dev"] for r in rs),
                        "diverged": sum(r["diverged"] is not None for r in rs), "n": len(rs),
                        "seconds": sum(r["seconds"] for r in rs), "runs": rs})
-    return {"best_lr": LR_GRID[best], "interior": run[0] < best < run[-1], "default_lr": METHODS[method].lr,
+    return {"best_lr": LR_GRID[best], "interior": run[0] < best < run[-1],
+            "default_lr": METHODS[method].lr,  # the default when this sweep ran (it starts around it)
             "points": points, "curve": best_so_far(results[(method, best)]),
             **converged(results[(method, best)], cfg.steps, cfg.tolerance)}
 
