@@ -26,9 +26,10 @@ from .hard_prompt import SEARCH_START, score_templates, search_prompt
 from .lab.bench import BenchConfig, grid_throughput, print_grid_table, print_profile, print_table, run_bench
 from .lab.compare import QUICK, CompareConfig, run_compare
 from .lab.demo import DEMO_STEPS, run_demo
+from .lab.grid import adopt
 from .lab.figures import close, make_figures, plot_reparam, plot_sweep
 from .lab.reparam import QUICK as REPARAM_QUICK, ReparamConfig, reparam_markdown, run_reparam
-from .lab.report import draw_figures, write_report
+from .lab.report import write_report
 from .lab.sweep import QUICK as SWEEP_QUICK, SweepConfig, run_sweep, sweep_markdown
 from .methods import METHODS, count_markdown
 from .model import pick_device
@@ -228,14 +229,14 @@ def cmd_compare(args):
           f"compare_studies.png (finished runs are kept in {runs}: rerun to resume)")
 
 
-def rounded(obj, digits: int = 5):
-    """obj with every float cut to `digits` significant digits (the results files stay small)."""
-    if isinstance(obj, float):
-        return float(f"{obj:.{digits}g}")
+def compact(obj, digits: int = 5):
+    """obj with every run's per-step training losses (most of a results file) cut to `digits` significant
+    digits; every other number is kept exact, so runs read back with --from rank as they did."""
     if isinstance(obj, dict):
-        return {k: rounded(v, digits) for k, v in obj.items()}
+        return {k: [float(f"{x:.{digits}g}") for x in v] if k == "losses" else compact(v, digits)
+                for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [rounded(v, digits) for v in obj]
+        return [compact(v, digits) for v in obj]
     return obj
 
 
@@ -246,8 +247,10 @@ def _grid_command(args, name, config_cls, quick, run, markdown, plot, runs_defau
     out = Path(args.out or (f"runs/{name}-quick" if args.quick else "figures"))
     runs = Path(args.run_dir or (f"runs/{name}-quick" if args.quick else runs_default))
     check_writable(out, folder=True)
+    if args.from_file:
+        print(f"{adopt(runs / 'results.json', args.from_file)} finished runs taken from {args.from_file}")
     data = run(base, tok, cfg, runs / "results.json", pick_device(args.device))
-    atomic_write_text(out / f"{name}.json", json.dumps(rounded(data)))
+    atomic_write_text(out / f"{name}.json", json.dumps(compact(data)))
     atomic_write_text(out / f"{name}.md", markdown(data))
     close(plot(data, out / f"{name}.png"))
     print(markdown(data))
@@ -286,9 +289,9 @@ def cmd_figures(args):
     for path in make_figures(args.out, base_and_tok[0].config):
         print(f"wrote {path}")
     measured = Path(args.out) / "compare.json"
-    if measured.exists():  # redrawn from the committed results of `minprefix compare`, without training
-        for path in draw_figures(json.loads(measured.read_text()), Path(args.out)):
-            print(f"wrote {path} (from {measured})")
+    if measured.exists():  # tables, verdicts and figures recomputed from the runs `minprefix compare` kept, no training
+        write_report(json.loads(measured.read_text()), Path(args.out))
+        print(f"wrote compare.md, compare.json, compare_tasks.png, compare_studies.png (from {measured})")
     for name, plot in (("sweep", plot_sweep), ("reparam", plot_reparam)):  # likewise, `minprefix sweep` / `reparam`
         measured = Path(args.out) / f"{name}.json"
         if measured.exists():
@@ -302,10 +305,12 @@ def cmd_figures(args):
 
 
 def methods_epilog() -> str:
-    lines = ["methods (default learning rate; inits, the default first):"]
+    lines = ["methods (default learning rate, the best of `minprefix sweep`, at the step count where that sweep "
+             "converged or its longest; inits, the default first):"]
     wide = max(len(m.label) for m in METHODS.values()) + 1
     for m in METHODS.values():
-        lines.append(f"  {m.name:<17} {m.label:<{wide}} lr {m.lr:<6g} init: {', '.join(m.inits) or '-'}")
+        lines.append(f"  {m.name:<17} {m.label:<{wide}} lr {m.lr:<6g} {m.steps:>5} steps  "
+                     f"init: {', '.join(m.inits) or '-'}")
     return "\n".join(lines)
 
 
@@ -391,6 +396,8 @@ def lab_commands(command):
                        "nothing)")
         c.add_argument("--out", help=f"{name}.md, .json and .png go here (default: figures, or runs/{name}-quick)")
         c.add_argument("--run-dir", help=f"finished runs are kept here (default: {runs}, or runs/{name}-quick)")
+        c.add_argument("--from", dest="from_file", metavar="JSON", help=f"an earlier {name}.json (e.g. the committed "
+                       f"figures/{name}.json): its runs count as finished, so only new cells train")
 
     c = command("bench", cmd_bench, "speed and memory of tuning against full fine-tuning and PEFT, as ratios",
                 base=False)

@@ -27,6 +27,7 @@ class Method:
     reparam: str | None  # how the rows are made while training: None (directly), "mlp" (Li & Liang §4.3),
     #                      "ptuning" (P-tuning's prompt encoder, Liu et al. 2021)
     lr: float  # default peak learning rate: the best of `minprefix sweep` (figures/sweep.md)
+    steps: int = 800  # that sweep's step count for it: where its best converged, or the sweep's longest
 
     @property
     def trains_base(self) -> bool:
@@ -122,10 +123,10 @@ MAX_TRAINABLE = 2**31  # numbers: 8 GiB of float32 weights, 32 GiB with the grad
 METHODS = {m.name: m for m in (
     Method("full", "full fine-tuning", None, None, 3e-4),
     Method("soft", "soft prompt", SoftPromptGPT, None, 3.0),
-    Method("soft-mlp", "soft prompt + P-tuning encoder", SoftPromptGPT, "ptuning", 3e-2),
-    Method("block-prefix", "block-input prefix", BlockInputPrefixGPT, None, 1e-1),
-    Method("block-prefix-mlp", "block-input prefix + MLP", BlockInputPrefixGPT, "mlp", 1e-3),
-    Method("prefix", "key/value prefix", PrefixGPT, None, 3e-2),
+    Method("soft-mlp", "soft prompt + P-tuning encoder", SoftPromptGPT, "ptuning", 1e-2, 1600),
+    Method("block-prefix", "block-input prefix", BlockInputPrefixGPT, None, 1e-1, 1600),
+    Method("block-prefix-mlp", "block-input prefix + MLP", BlockInputPrefixGPT, "mlp", 1e-3, 1600),
+    Method("prefix", "key/value prefix", PrefixGPT, None, 3e-2, 1600),
     Method("prefix-mlp", "key/value prefix + MLP", PrefixGPT, "mlp", 3e-3),
 )}
 FULL, SOFT, PREFIX, PREFIX_MLP = (METHODS[n] for n in ("full", "soft", "prefix", "prefix-mlp"))  # named by studies

@@ -16,7 +16,7 @@ Both are trained directly (`DirectPrefix`) or through the MLP of Li & Liang §4.
 
 import torch
 
-from .model import GPT, Block, KVCache, check_ids, lm_loss, run_block
+from .model import GPT, Block, KVCache, attention_mask, check_ids, lm_loss, run_block
 from .prompted import PromptedGPT
 
 LAYERS = ("all", "bottom", "top")  # which layers wear a prefix: every one, or the first or second half
@@ -220,3 +220,32 @@ def block_inputs(base: GPT, ids: list[int]) -> torch.Tensor:
             out.append(x[0])
             x, _ = block(x)
     return torch.stack(out)
+
+
+@torch.no_grad()
+def prefix_attention_share(model: _PrefixGPT, idx: torch.Tensor) -> list[float]:
+    """Per layer, the share of attention that the tokens of idx (B, T) give the prefix positions.
+
+    A prefix's attention output mixes an average over the prefix values with the tokens' own
+    average; this is the mixing weight, averaged over rows, heads and tokens (0 at a layer that
+    wears no prefix). The keys come from a KV cache filled by one forward pass, the queries from
+    each block's ln_1 output, and the weights are recomputed with the bottom-right mask.
+    """
+    base, T = model.base, idx.size(1)
+    queries = []
+    hooks = [b.ln_1.register_forward_hook(lambda module, args, out: queries.append(out)) for b in base.blocks]
+    cache = KVCache(base.config.n_layer)
+    try:
+        model(idx, cache=cache)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    shares = []
+    for block, h, (k, _) in zip(base.blocks, queries, cache.layers):
+        h = h[:, -T:]  # a block-input prefix runs its rows through ln_1 too: keep the tokens' queries
+        B, _, C = h.shape
+        q = block.attn.c_attn(h)[..., :C].view(B, T, block.attn.n_head, -1).transpose(1, 2)  # (B, nh, T, hs)
+        scores = (q @ k.transpose(-1, -2)) / q.size(-1) ** 0.5  # (B, nh, T, P + T)
+        weights = scores.masked_fill(~attention_mask(T, k.size(2), idx.device), float("-inf")).softmax(-1)
+        shares.append(weights[..., :k.size(2) - T].sum(-1).mean().item())
+    return shares

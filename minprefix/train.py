@@ -83,6 +83,7 @@ class Run:
     progress: bool = True
     on_step: Callable | None = None  # on_step(step, loss) after every step (tests interrupt runs with it)
     depends: dict = field(default_factory=dict)  # what a resume must find unchanged besides the config
+    stop: Callable | None = None  # stop() -> True ends the run early (checked after each on_eval)
 
 
 def optimize(model, cfg: LoopConfig, run: Run):
@@ -111,8 +112,9 @@ def train_loop(model, cfg: LoopConfig, run: Run):
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, desc=run.desc, disable=not run.progress or not distributed.is_main())
     t0, tokens = time.time(), 0
+    stopped = run.stop or (lambda: False)
     try:
-        while step < cfg.steps:
+        while step < cfg.steps and not stopped():
             idx, targets = run.next_batch(random.Random(cfg.seed * 1_000_003 + step))  # this step's batch
             if ddp:
                 idx, targets = distributed.shard(idx, targets)  # this rank's rows of it
@@ -158,6 +160,7 @@ def train_step(model, opt, params, idx, targets, cfg: LoopConfig, run: Run, step
 
 @dataclass
 class TuneConfig(LoopConfig):
+    steps: int | None = arg(None, "optimizer steps (default: the method's, from the table below)", low=1)
     method: str = arg(DEFAULT_METHOD, "the method to train (see the table below)", choices=tuple(METHODS))
     task: str = arg("bare-reverse", "a task of the tiny world", choices=PRETRAIN_TASKS + DOWNSTREAM_TASKS)
     prompt_len: int = arg(10, "P: soft-prompt rows or prefix positions", low=1)
@@ -174,11 +177,15 @@ class TuneConfig(LoopConfig):
     prefix_layers: str = arg("all", "the layers that wear a prefix: all, bottom or top half (prefix methods only)",
                              choices=LAYERS)
     grad_checkpointing: bool = arg(False, "recompute blocks in backward instead of storing them (saves memory)")
+    stop_at: float | None = arg(None, "end the run at the first dev evaluation whose exact match reaches this "
+                                "(1.0: nothing is left to learn on dev)", above=0, high=1.0)
 
     def __post_init__(self):
         if self.method in RENAMED:
             raise ValueError(f"--method {self.method} is now called {RENAMED[self.method]} (and a method trained "
                              "through an MLP is its direct method's name plus -mlp, e.g. prefix-mlp)")
+        if self.steps is None and self.method in METHODS:  # (an unknown method is named by validate)
+            self.steps = METHODS[self.method].steps
         super().__post_init__()
         m = METHODS[self.method]
         m.check_options(self.prefix_layers, self.reparam_dim, self.hidden, self.mlp_form)
@@ -254,6 +261,7 @@ def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu",
             state["best"] = {"step": step, "dev": dev, "weights": trainable_state(model)}
             if run_dir is not None and distributed.is_main():
                 save_prompt(model, run_dir / "best.safetensors", base, {"task": cfg.task, "dev": dev, "step": step})
+        state["stop"] = cfg.stop_at is not None and dev["exact_match"] >= cfg.stop_at
         return {"dev_em": f"{state['best']['dev']['exact_match']:.2f}"}
 
     gpt = model if METHODS[cfg.method].trains_base else base  # the GPT whose blocks run (and are checkpointed)
@@ -261,7 +269,8 @@ def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu",
     batch = lambda rng: answer_batch(tok, rng.choices(train_exs, k=cfg.batch_size), device)  # noqa: E731
     try:
         optimize(model, cfg, Run(cfg.peak_lr, batch, cfg.eval_every, run_dir, device, on_eval, state,
-                                 f"{cfg.method} on {cfg.task}", progress, on_step, depends))
+                                 f"{cfg.method} on {cfg.task}", progress, on_step, depends,
+                                 stop=lambda: state.get("stop", False)))
     finally:
         gpt.grad_checkpointing = False
     for k, v in base.state_dict().items():  # the promise of every method here: the base is never modified

@@ -18,6 +18,7 @@ from minprefix.params import base_params, count_trainable, kv_prefix_params
 from minprefix.prefix import BlockInputPrefixGPT, PrefixBlock, PrefixGPT, rows_to_kv
 from minprefix.prompted import DirectPrefix, MLPPrefix
 from minprefix.soft_prompt import SoftPromptGPT
+from minprefix.train import LoopConfig, Run, optimize
 from minprefix.scoring import exact_match, wilson_interval
 
 EXERCISES = Path(__file__).resolve().parents[1] / "lessons" / "exercises"
@@ -154,19 +155,45 @@ def check_ex3_2(mixed_batch_logits):
                f"{task!r}: is each row's prompt picked by tasks[b]?")
 
 
-def check_ex3_3(params_to_train):
+def soft_prompt_batches(n: int = 4) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches of (idx, targets) whose first three targets are -1: a loss on the answer only."""
+    g = torch.Generator().manual_seed(5)
+    batches = []
+    for _ in range(n):
+        idx, targets = torch.randint(0, 20, (3, 6), generator=g), torch.randint(0, 20, (3, 6), generator=g)
+        targets[:, :3] = -1
+        batches.append((idx, targets))
+    return batches
+
+
+def library_steps(model, batches, lr) -> list[float]:
+    """The oracle: minprefix's own training loop with a constant learning rate and no clipping."""
+    losses, todo = [], iter(batches)
+    cfg = LoopConfig(steps=len(batches), lr=lr, warmup=0, min_lr_ratio=1.0, grad_clip=1e30)
+    optimize(model, cfg, Run(lr, lambda rng: next(todo), every=len(batches), progress=False,
+                             on_step=lambda step, loss: losses.append(loss)))
+    return losses
+
+
+def check_ex3_3(train_soft_prompt):
     base = tiny_base()
-    for p in base.parameters():
-        p.requires_grad_(True)  # as if someone unfroze it
-    model = SoftPromptGPT(base, 3)
-    for p in base.parameters():
-        p.requires_grad_(True)
-    got = params_to_train(model, base)
-    own = {id(p) for n, p in model.named_parameters() if not n.startswith("base.")}
-    expect(not any(p.requires_grad for p in base.parameters()), "the base is left trainable: set requires_grad "
-           "to False on every base parameter")
-    expect({id(p) for p in got} == own and len(got) == len(own),
-           f"got {len(got)} parameters; the method has {len(own)} of its own (the base's must not be among them)")
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    batches = soft_prompt_batches()
+    model, oracle = SoftPromptGPT(base, 3, seed=1), SoftPromptGPT(base, 3, seed=1)
+    got = train_soft_prompt(model, batches, 0.05)
+    want = library_steps(oracle, batches, 0.05)
+    expect(isinstance(got, list) and len(got) == len(batches) and all(isinstance(x, float) for x in got),
+           f"return one float per batch ({len(batches)}), got {type(got).__name__} "
+           f"{[type(x).__name__ for x in got] if isinstance(got, list) else ''}")
+    expect(all(torch.equal(before[k], v) for k, v in base.state_dict().items()),
+           "a base weight changed: the optimizer must get only the parameters with requires_grad")
+    expect(math.isclose(got[0], want[0], rel_tol=1e-9), f"the first loss is {got[0]:.6f}, the library's "
+           f"{want[0]:.6f}: is it model(idx, targets)[1], taken before the first step?")
+    expect(all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(got, want)),
+           f"losses {[round(x, 5) for x in got]} differ from the library loop's {[round(x, 5) for x in want]}: "
+           "are the gradients cleared before each backward, and is it AdamW with betas (0.9, 0.95) and lr as given?")
+    expect(close(model.rows.rows, oracle.rows.rows, atol=1e-9), "the losses match but the trained rows do not: "
+           "is there one step per batch, and no step after the last loss?")
 
 
 # ---------------------------------------------------------------------------- lesson 4
@@ -309,7 +336,7 @@ REFERENCE = {  # the library's own code: the reference solution of each exercise
     "ex3_1": lambda base, rows, idx: SoftPromptGPT.from_embeddings(base, rows)(idx)[0],
     "ex3_2": lambda base, prompts, idx, tasks: PromptBank(
         {t: SoftPromptGPT.from_embeddings(base, rows) for t, rows in prompts.items()})(idx, tasks=tasks)[0],
-    "ex3_3": lambda model, base: [p for p in model.parameters() if p.requires_grad] if base.freeze() else [],
+    "ex3_3": library_steps,
     "ex4_1": lambda block, x, kv: PrefixBlock(block)(x, kv)[0],
     "ex4_2": rows_to_kv,
     "ex4_3": kv_prefix_params,
@@ -323,7 +350,7 @@ LEARNER = {  # where each exercise lives in lessons/exercises/
     "ex1_1": ("lesson1", "causal_mask"), "ex1_2": ("lesson1", "count_gpt_params"),
     "ex2_1": ("lesson2", "exact_match"), "ex2_2": ("lesson2", "rank_candidates"),
     "ex3_1": ("lesson3", "soft_prompt_logits"), "ex3_2": ("lesson3", "mixed_batch_logits"),
-    "ex3_3": ("lesson3", "params_to_train"),
+    "ex3_3": ("lesson3", "train_soft_prompt"),
     "ex4_1": ("lesson4", "prefix_block"), "ex4_2": ("lesson4", "rows_to_kv"), "ex4_3": ("lesson4", "prefix_params"),
     "ex5_1": ("lesson5", "MLPPrefix"), "ex5_2": ("lesson5", "merge"),
     "ex6_1": ("lesson6", "wilson_interval"), "ex6_2": ("lesson6", "trainable_share"),

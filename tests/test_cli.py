@@ -152,7 +152,7 @@ def test_help_comes_from_the_config_fields_with_each_methods_inits_and_lr():
     for f in dataclasses.fields(TuneConfig):
         assert flag(f.name) in text and "".join(f.metadata["help"].split()) in squeezed, f.name
     assert "prefix-mlp" in text and "random, zero, vocab, text" in text
-    assert all(f"lr {m.lr:g}" in text for m in METHODS.values())  # each method's default, from the table
+    assert all(f"lr {m.lr:<6g} {m.steps:>5} steps" in text for m in METHODS.values())  # each default, from the table
 
 
 def test_a_run_whose_best_is_step_0_warns_that_the_artifact_is_untrained(tiny_base_dir, tmp_path):
@@ -279,7 +279,7 @@ def test_any_number_for_any_flag_works_or_fails_in_one_line(command, tiny_base_d
     (lambda: TuneConfig(steps=2.5), "--steps must be an integer, got 2.5"),
     (lambda: TuneConfig(steps="5"), "--steps must be an integer, got '5'"),
     (lambda: TuneConfig(batch_size=True), "--batch-size must be an integer, got True"),
-    (lambda: TuneConfig(steps=None), "--steps must be an integer, got None"),
+    (lambda: PretrainConfig(steps=None), "--steps must be an integer, got None"),
     (lambda: TuneConfig(lr="0.1"), "--lr must be a number, got '0.1'"),
     (lambda: TuneConfig(bf16=1), "--bf16 must be True or False, got 1"),
     (lambda: PretrainConfig(weight_decay="0"), "--weight-decay must be a number, got '0'"),
@@ -373,3 +373,19 @@ def test_two_ctrl_c_in_a_row_stop_without_a_traceback(tmp_path, tiny_base_dir, g
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert "interrupted; run the same command again to resume" in err
+
+
+def test_a_sweep_from_an_earlier_sweeps_json_trains_nothing_it_already_has(tiny_base_dir, tmp_path, monkeypatch):
+    first = tmp_path / "first"
+    code, _, err = run("sweep", "--quick", "--workers", "1", "--base", tiny_base_dir, "--out", first,
+                       "--run-dir", first)
+    assert code == 0, err
+    monkeypatch.setattr(minprefix.lab.grid, "run_cell", lambda *a, **k: pytest.fail("a finished cell was trained"))
+    again = tmp_path / "again"
+    code, out, err = run("sweep", "--quick", "--workers", "1", "--base", tiny_base_dir, "--out", again, "--run-dir",
+                         again, "--from", first / "sweep.json")
+    assert code == 0, err
+    assert "finished runs taken from" in out
+    assert (again / "sweep.md").read_text() == (first / "sweep.md").read_text()
+    code, _, err = run("sweep", "--quick", "--base", tiny_base_dir, "--out", again, "--from", tmp_path / "nothing.json")
+    assert one_line_error(code, err, "sweep") and "cannot read its runs" in err, err

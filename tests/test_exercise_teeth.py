@@ -50,8 +50,35 @@ def every_row_wears_the_first_prompt(base, prompts, idx, tasks):
     return REFERENCE["ex3_1"](base, prompts[first], idx)
 
 
-def params_with_the_base_left_trainable(model, base):
-    return list(model.parameters())
+def soft_steps(model, batches, lr, betas=(0.9, 0.95), clear=True, loss_of=lambda m, idx, targets: m(idx, targets)[1]):
+    """Exercise 3.3 by hand (correct with the defaults); the wrong answers below change one thing."""
+    opt, losses = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, betas=betas,
+                                    weight_decay=0.0), []
+    for idx, targets in batches:
+        loss = loss_of(model, idx, targets)
+        if clear:
+            opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def steps_without_clearing_gradients(model, batches, lr):
+    return soft_steps(model, batches, lr, clear=False)  # gradients pile up from step to step
+
+
+def steps_with_adams_default_betas(model, batches, lr):
+    return soft_steps(model, batches, lr, betas=(0.9, 0.999))
+
+
+def steps_with_the_loss_on_every_position(model, batches, lr):
+    return soft_steps(model, batches, lr, loss_of=lambda m, idx, targets: torch.nn.functional.cross_entropy(
+        m(idx)[0].flatten(0, 1), targets.clamp(min=0).flatten()))
+
+
+def test_a_training_loop_written_by_hand_passes_exercise_3_3():
+    CHECKS["ex3_3"](soft_steps)
 
 
 def prefix_block_keys_values_swapped(block, x, kv):
@@ -139,7 +166,7 @@ WRONG = {  # exercise: plausible wrong answers its check must reject
     "ex2_2": [candidates_with_the_sign_flipped],
     "ex3_1": [soft_prompt_positions_not_shifted],
     "ex3_2": [every_row_wears_the_first_prompt],
-    "ex3_3": [params_with_the_base_left_trainable],
+    "ex3_3": [steps_without_clearing_gradients, steps_with_adams_default_betas, steps_with_the_loss_on_every_position],
     "ex4_1": [prefix_block_keys_values_swapped, prefix_block_top_left, prefix_block_layernorms_swapped],
     "ex4_2": [rows_to_kv_without_layernorm, rows_to_kv_queries_and_keys, rows_to_kv_with_ln_2],
     "ex4_3": [prefix_params_without_the_2],

@@ -8,7 +8,7 @@ import torch
 from helpers import TOK, tiny_base
 
 from minprefix.artifacts import load_prompt, save_prompt
-from minprefix.prefix import BlockInputPrefixGPT, PrefixBlock, PrefixGPT, base_kv, block_inputs
+from minprefix.prefix import BlockInputPrefixGPT, PrefixBlock, PrefixGPT, base_kv, block_inputs, prefix_attention_share
 from minprefix.soft_prompt import SoftPromptGPT
 from minprefix.train import TuneConfig
 
@@ -145,3 +145,28 @@ def test_prefix_layers_is_refused_where_it_means_nothing():
         TuneConfig(method="soft", prefix_layers="top")
     with pytest.raises(ValueError, match="a half needs at least 2 layers"):
         PrefixGPT(tiny_base(n_layer=1), 3, layers="bottom")
+
+
+# ---------------------------------------------------------------------------- how a prefix mixes into attention
+
+
+def test_prefix_attention_share_by_hand_for_one_position_and_one_token(base):
+    """P = 1, T = 1: at layer 0 the share is sigmoid(q.k_prefix - q.k_token) / sqrt(hs), averaged over heads."""
+    model = PrefixGPT(base, 1, init="random", seed=3)
+    idx = torch.tensor([[5]])
+    shares = prefix_attention_share(model, idx)
+    x = base.wte(idx) + base.wpe(torch.tensor([1]))  # the token sits at position P = 1
+    q, k, _ = base.blocks[0].attn.c_attn(base.blocks[0].ln_1(x)).split(base.config.d_model, dim=-1)
+    nh, hs = base.config.n_head, base.config.head_dim
+    q, k = q.view(nh, hs), k.view(nh, hs)
+    k_prefix = model.prompt()[0, 0, :, 0]  # layer 0, keys: (n_head, head_dim)
+    by_hand = torch.sigmoid(((q * k_prefix).sum(-1) - (q * k).sum(-1)) / hs**0.5).mean().item()
+    assert len(shares) == base.config.n_layer and shares[0] == pytest.approx(by_hand, abs=1e-6)
+
+
+def test_prefix_attention_share_is_the_same_in_both_views_and_zero_where_no_prefix_is_worn(base, idx):
+    block = BlockInputPrefixGPT(base, 3, init="random", seed=2)
+    as_kv = PrefixGPT.from_kv(base, block.to_kv().detach())
+    assert prefix_attention_share(block, idx) == pytest.approx(prefix_attention_share(as_kv, idx), abs=1e-9)
+    top = prefix_attention_share(PrefixGPT(base, 3, init="random", seed=2, layers="top"), idx)
+    assert top[0] == 0 and 0 < top[1] < 1

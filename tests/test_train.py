@@ -60,6 +60,21 @@ def test_tuning_learns_a_task_the_base_cannot_do():
     assert history[-1]["dev_exact_match"] >= 0.60
 
 
+def test_stop_at_ends_the_run_at_the_first_evaluation_that_reaches_it(tmp_path):
+    """stop_at: the run ends at the first dev evaluation at or above it, and a resume trains no further."""
+    from minprefix.base import load_base
+
+    base, tok = load_base()
+    cfg = TuneConfig(method="soft", task="bare-uppercase", steps=400, batch_size=16, eval_every=10, n_dev=50,
+                     stop_at=0.5)
+    steps = []
+    _, history = tune(base, tok, cfg, run_dir=tmp_path, progress=False, on_step=lambda s, loss: steps.append(s))
+    assert history[-1]["dev_exact_match"] >= 0.5 > max(h["dev_exact_match"] for h in history[:-1])
+    assert steps[-1] == history[-1]["step"] < cfg.steps
+    _, again = tune(base, tok, cfg, run_dir=tmp_path, progress=False, on_step=lambda s, loss: steps.append(-1))
+    assert again == history and -1 not in steps
+
+
 # ---------------------------------------------------------------------------- interruption, NaN, continuing
 
 

@@ -27,11 +27,16 @@ def mixed_batch_logits(base: GPT, prompts: dict[str, torch.Tensor], idx: torch.T
     raise NotImplementedError("Need to implement for exercise 3.2")
 
 
-def params_to_train(model: torch.nn.Module, base: GPT) -> list[torch.nn.Parameter]:
-    """Exercise 3.3: freeze the base and return the parameters an optimizer should get.
+def train_soft_prompt(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]],
+                      lr: float) -> list[float]:
+    """Exercise 3.3: train a soft prompt by hand, one optimizer step per batch; return each step's loss.
 
-    model wears base (model.base is base). Afterwards no base parameter has requires_grad, and
-    the list holds exactly the method's own parameters (those outside base).
-    Reread: "A frozen base" in lesson 3.
+    model is a SoftPromptGPT: its rows train, its base (model.base) is frozen and must not change.
+    Build torch.optim.AdamW over exactly the parameters that train (those with requires_grad) with
+    lr=lr, betas=(0.9, 0.95) and weight_decay=0.0; no schedule, no gradient clipping. Then for each
+    (idx, targets) in batches, in order: the loss is model(idx, targets)[1] (targets are -1 wherever
+    no loss is taken, so it scores the answer only); clear the gradients left by the last step,
+    backpropagate, step. Return the losses, as Python floats, each taken before its own step.
+    Reread: "A frozen base" and "The optimizer and its schedule" in lesson 3.
     """
     raise NotImplementedError("Need to implement for exercise 3.3")

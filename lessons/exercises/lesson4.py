@@ -10,7 +10,11 @@ def prefix_block(block: Block, x: torch.Tensor, prefix_kv: torch.Tensor) -> torc
 
     x (B, T, C); prefix_kv (B, 2, n_head, P, head_dim), index 0 keys and 1 values. Every token sees
     every prefix position; tokens are causal among themselves. Use the block's own weights
-    (block.ln_1, block.attn.c_attn, block.attn.c_proj, block.ln_2, block.mlp). Returns (B, T, C).
+    (block.ln_1, block.attn.c_attn, block.attn.c_proj, block.ln_2, block.mlp). You need not write the
+    attention by hand: block.attn(h, past_kv) takes earlier keys and values, and the prefix can be
+    handed over as them (lesson 4 says why that is the same thing). Writing it yourself (split heads,
+    prefix keys and values before the tokens', the bottom-right causal mask) is a good second try;
+    the check accepts both. Returns (B, T, C).
     Reread: "The prefix-augmented block" in lesson 4.
     """
     raise NotImplementedError("Need to implement for exercise 4.1")

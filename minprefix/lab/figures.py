@@ -6,9 +6,15 @@
 - demo.png: dev exact match during training (`minprefix demo`, which trains)
 - compare_tasks.png, compare_studies.png: the papers' claims measured (`minprefix compare`, which trains)
 - sweep.png, reparam.png: the learning-rate sweep and lesson 5's grids (`minprefix sweep`, `minprefix reparam`)
+
+Lessons also draw figures that are not files: HotFlip's predicted against measured loss changes
+(lesson 2), trained soft-prompt rows among the token embeddings (lesson 3), the share of attention
+on a prefix, layer by layer (lesson 4).
 """
 
 from pathlib import Path
+
+import torch
 
 from ..methods import FULL, METHODS, PREFIX_MLP, count_table
 from ..model import GPTConfig
@@ -165,9 +171,11 @@ def plot_compare_studies(cfg: dict, s: dict, path=None):
                     capsize=3, label=label)
 
     prefix, full = PREFIX_MLP.label, FULL.label  # the low-data study's two rows (compare.PREFIX and compare.FULL)
-    for name in (prefix, full):
-        line(axes[0], cfg["low_data"], [s["low_data"][f"{name}|{n}"] for n in cfg["low_data"]], name)
-    axes[0].set(xscale="log", xlabel="training examples", title=f"low data ({cfg['study_task']})")
+    for task in cfg["low_data_tasks"]:
+        for name in (prefix, full):
+            line(axes[0], cfg["low_data"], [s["low_data"][f"{name}|{task}|{n}"] for n in cfg["low_data"]],
+                 f"{name}, {task}")
+    axes[0].set(xscale="log", xlabel="training examples", title="low data")
     axes[0].set_xticks(cfg["low_data"], [str(n) for n in cfg["low_data"]], minor=False)
     axes[0].legend(fontsize=8)
     lens = [int(p) for p in s["prompt_len"]]
@@ -203,9 +211,14 @@ def plot_sweep(data: dict, path=None):
         best = next(p for p in row["points"] if p["lr"] == row["best_lr"])
         ax.scatter([best["lr"]], [100 * best["dev"]], s=160, facecolors="none", edgecolors=f"C{i}", lw=2)
         bx.plot([s for s, _ in row["curve"]], [100 * v for _, v in row["curve"]], marker=".", color=f"C{i}",
-                label=f"{m} (lr {row['best_lr']:g})")
+                label=f"{m} (lr {row['best_lr']:g}, {row.get('steps', data['config']['steps'])} steps)")
+        for short in row.get("shorter", []):  # the step counts at which it had not converged: dashed
+            ax.plot([p["lr"] for p in short["points"]], [100 * p["dev"] for p in short["points"]], ls="--",
+                    color=f"C{i}", alpha=0.6)
+            bx.plot([s for s, _ in short["curve"]], [100 * v for _, v in short["curve"]], ls="--", color=f"C{i}",
+                    alpha=0.6)
     ax.set(xscale="log", xlabel="peak learning rate", ylabel="dev exact match (%), mean", ylim=(-3, 103),
-           title="each method's sweep (circle: the chosen default)")
+           title="each method's sweep (circle: the chosen default; dashed: fewer steps)")
     bx.set(xlabel="training step", ylabel="best dev exact match so far (%), mean", ylim=(-3, 103),
            title="at the chosen learning rate: has it stopped improving?")
     for a in (ax, bx):
@@ -318,5 +331,54 @@ def plot_predicted_vs_measured(predicted: list[float], measured: list[float], pa
     ax.set(xlabel="predicted change of the loss (first order)", ylabel="measured change of the loss", title=title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_rows_among_tokens(table, rows: dict, token_labels: list[str], path=None):
+    """Soft-prompt rows among the token embeddings, on the token table's top two principal directions.
+
+    table: (V, d) token embeddings; rows: label -> (P, d) rows. Left, as they are; right, each row
+    scaled to the median token norm, so only its direction shows (what cosine similarity compares).
+    """
+    plt = _plt()
+    W = table.detach().float()
+    mean = W.mean(dim=0)
+    directions = torch.linalg.svd(W - mean, full_matrices=False).Vh[:2].T  # (d, 2)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    for ax, only_direction in zip(axes, (False, True)):
+        tokens = ((W - mean) @ directions).numpy()
+        ax.scatter(tokens[:, 0], tokens[:, 1], s=10, color="0.75", zorder=1)
+        for (x, y), label in zip(tokens, token_labels):
+            ax.annotate(label, (x, y), fontsize=6, color="0.45")
+        for i, (name, r) in enumerate(rows.items()):
+            r = r.detach().float()
+            if only_direction:
+                r = r / r.norm(dim=-1, keepdim=True) * W.norm(dim=-1).median()
+            xy = ((r - mean) @ directions).numpy()
+            ax.scatter(xy[:, 0], xy[:, 1], marker="*", s=90, color=f"C{i}", label=name, zorder=3)
+            for j, (x, y) in enumerate(xy):
+                ax.annotate(str(j), (x, y), fontsize=7, color=f"C{i}", xytext=(3, 3), textcoords="offset points")
+        ax.set(xlabel="principal direction 1 of the token table", ylabel="principal direction 2",
+               title="rows as they are" if not only_direction else "rows scaled to a token's norm (direction only)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("trained soft-prompt rows (stars, numbered by position) among the token embeddings (grey)",
+                 fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_prefix_attention(shares: dict, path=None, title: str = ""):
+    """`prefix.prefix_attention_share` of several models: the share of attention on the prefix, layer by layer."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for i, (label, s) in enumerate(shares.items()):
+        ax.plot(range(len(s)), [100 * v for v in s], marker="o", color=f"C{i}", label=label)
+    ax.set(xlabel="layer", ylabel="attention on the prefix (%)", ylim=(-3, 103),
+           title=title or "how much of each layer's attention goes to the prefix (the rest: the tokens)")
+    ax.set_xticks(range(max(len(s) for s in shares.values())))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)

@@ -47,13 +47,57 @@ class ResultStore:
         return self.data[key]
 
     def put(self, key: str, value):
-        self.data[key] = value
+        self.put_many({key: value})
+
+    def put_many(self, items: dict):
+        self.data.update(items)
         if self.path is not None:
             atomic_write_text(self.path, json.dumps(self.data, indent=1))
 
 
+FIGURES = Path(__file__).resolve().parents[2] / "figures"  # in a checkout of the repository
+
+
+def load_committed(name: str, path=None) -> dict:
+    """figures/NAME.json (or path): the results `minprefix NAME` wrote, which lessons read instead of rerunning."""
+    path = Path(path) if path is not None else FIGURES / f"{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no stored results at {path}: run `minprefix {name} --out {path.parent}` "
+                                "(resumable; its --help says how long it takes)")
+    return json.loads(path.read_text())
+
+
+def results_in(obj) -> list[dict]:
+    """Every run result (a dict with a config and a history) anywhere inside a results file's JSON."""
+    if isinstance(obj, dict):
+        return [obj] if "config" in obj and "history" in obj else [r for v in obj.values() for r in results_in(v)]
+    return [r for v in obj for r in results_in(v)] if isinstance(obj, list) else []
+
+
+def adopt(path, earlier) -> int:
+    """Count the runs inside the JSON file `earlier` (e.g. a committed figures/sweep.json) as finished cells of
+    the results file at path; a cell already there is kept. Returns how many were added."""
+    try:
+        found = results_in(json.loads(Path(earlier).read_text()))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"--from {earlier}: cannot read its runs ({e})") from None
+    store = ResultStore(path)
+    new = {config_key(r["config"]): r for r in found if config_key(r["config"]) not in store}
+    store.put_many(new)
+    return len(new)
+
+
+LATER_FIELDS = {"stop_at": None}  # TuneConfig fields added after results were stored, and their defaults
+
+
+def config_key(config: dict) -> str:
+    """A result's key: its config as JSON, less any later field at its default (stored results stay found)."""
+    return json.dumps({k: v for k, v in config.items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]},
+                      sort_keys=True)
+
+
 def cell_key(cfg: TuneConfig) -> str:
-    return json.dumps(asdict(cfg), sort_keys=True)
+    return config_key(asdict(cfg))
 
 
 def artifact_name(cfg: TuneConfig) -> str:

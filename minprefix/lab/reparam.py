@@ -13,17 +13,15 @@ committed results (figures/reparam.json) are what the lesson reads and what its 
 tested against.
 """
 
-import json
 import statistics
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 from ..config import arg, validate
 from ..methods import PREFIX, PREFIX_MLP
 from ..prompted import MLP_HIDDEN
 from ..scoring import table
 from ..world import instruction
-from .grid import run_grid
+from .grid import load_committed, run_grid
 from .sweep import SweepConfig, cell_configs, run_sweep
 
 
@@ -47,20 +45,13 @@ class ReparamConfig:
 
     def sweep(self, seeds: int | None = None) -> SweepConfig:
         return SweepConfig(steps=self.steps, seeds=seeds or self.seeds, eval_every=self.eval_every, n_dev=self.n_dev,
-                           n_test=self.n_test, workers=self.workers, tasks=(self.task,),
+                           n_test=self.n_test, workers=self.workers, tasks=(self.task,), max_steps=self.steps,
                            methods=(PREFIX.name, PREFIX_MLP.name))
 
 
-COMMITTED = Path(__file__).resolve().parents[2] / "figures" / "reparam.json"  # in a checkout of the repository
-
-
-def load_results(path=COMMITTED) -> dict:
-    """The stored grids lesson 5 reads (written by `minprefix reparam`)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no stored grids at {path}: run `minprefix reparam --out {path.parent}` "
-                                "(about 30 minutes on 2 CPU cores; resumable)")
-    return json.loads(path.read_text())
+def load_results(path=None) -> dict:
+    """The stored grids lesson 5 reads: figures/reparam.json, written by `minprefix reparam` (30 minutes)."""
+    return load_committed("reparam", path)
 
 
 def stored_runs(data: dict, method: str, lr: float) -> list[dict]:
@@ -120,7 +111,8 @@ def run_reparam(base, tok, cfg: ReparamConfig, path=None, device="cpu", progress
 
 
 QUESTIONS = {"long": "1, again: the direct prefix at its best learning rate, given twice the steps",
-             "k": "2. the bottleneck: the width k of P' (h = 512)", "h": "2. the bottleneck: the hidden width h (k = d_model)",
+             "k": "2. the bottleneck: the width k of P' (h = 512)",
+             "h": "2. the bottleneck: the hidden width h (k = d_model)",
              "form": "3. why the MLP helps: one shared MLP, separate MLPs for keys and values, no tanh",
              "init": "4. initialization: the direct prefix from three starts, and the MLP"}
 
@@ -138,7 +130,8 @@ def reparam_markdown(data: dict, sections=("stability",) + tuple(QUESTIONS)) -> 
     out = []
     if "stability" in sections:
         out += [f"Lesson 5's grids: {cfg['task']}, {cfg['steps']} steps, {cfg['seeds']} seeds per learning rate "
-                f"(question 1) and {cfg['question_seeds']} per setting (questions 2-4), best dev exact match of each run (learning rates: direct {data['lrs'][PREFIX.name]:g}, MLP "
+                f"(question 1) and {cfg['question_seeds']} per setting (questions 2-4), best dev exact match of each "
+                f"run (learning rates: direct {data['lrs'][PREFIX.name]:g}, MLP "
                 f"{data['lrs'][PREFIX_MLP.name]:g}, each the best of its own bracketing sweep).", ""]
         stab = []
         for m, row in data["stability"]["methods"].items():

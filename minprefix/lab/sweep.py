@@ -9,7 +9,8 @@ run counts 0); ties go to the lower mean dev loss.
 
 Converged: a run keeps the best dev score it has seen, so the mean of that best-so-far curve over
 seeds and tasks can only rise; a method counts as converged at its best learning rate when the
-curve rose by at most `tolerance` over the last quarter of the steps.
+curve rose by at most `tolerance` over the last quarter of the steps. A method that has not is
+swept again at twice the steps (up to `max_steps`), so its default is chosen where it has learned.
 """
 
 import math
@@ -34,6 +35,8 @@ class SweepConfig:
     n_test: int = arg(200, "test examples per task (at most)", low=1, high=10_000)
     tolerance: float = arg(0.01, "largest rise of the best-so-far dev score over the last quarter, if converged",
                            low=0.0, high=1.0)
+    max_steps: int = arg(1600, "a method not converged at its best is swept again at twice the steps, up to this",
+                         low=1)
     workers: int = arg(2, "processes that run cells at once", low=1, high=64)
     tasks: tuple = ("reverse-upper",)  # a composed task (lesson 5's): 95 runs of 800 steps take about 30 minutes
     methods: tuple = tuple(METHODS)
@@ -45,7 +48,7 @@ class SweepConfig:
             raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
 
 
-QUICK = dict(steps=8, seeds=1, eval_every=4, n_dev=20, n_test=20, tasks=("bare-reverse",))
+QUICK = dict(steps=8, max_steps=16, seeds=1, eval_every=4, n_dev=20, n_test=20, tasks=("bare-reverse",))
 
 
 def nearest(lr: float) -> int:
@@ -53,8 +56,8 @@ def nearest(lr: float) -> int:
     return min(range(len(LR_GRID)), key=lambda i: abs(math.log(LR_GRID[i] / lr)))
 
 
-def cell_configs(cfg: SweepConfig, method: str, lr: float, **fields) -> list[TuneConfig]:
-    return [TuneConfig(method=method, task=t, lr=lr, seed=s, steps=cfg.steps, eval_every=cfg.eval_every,
+def cell_configs(cfg: SweepConfig, method: str, lr: float, steps: int | None = None, **fields) -> list[TuneConfig]:
+    return [TuneConfig(method=method, task=t, lr=lr, seed=s, steps=steps or cfg.steps, eval_every=cfg.eval_every,
                        n_dev=cfg.n_dev, **fields) for t in cfg.tasks for s in range(cfg.seeds)]
 
 
@@ -65,8 +68,9 @@ def point_score(results: list[dict]) -> tuple:
 
 
 def best_so_far(results: list[dict]) -> list[tuple[int, float]]:
-    """(step, mean over runs of the best dev exact match up to that step); diverged runs count 0."""
-    steps = next(([h["step"] for h in r["history"]] for r in results if r["history"]), [])
+    """(step, mean over runs of the best dev exact match up to that step); diverged runs count 0, and a run
+    that ended early (`TuneConfig.stop_at`) keeps its last best."""
+    steps = max(([h["step"] for h in r["history"]] for r in results), key=len, default=[])
     curve = []
     for i, step in enumerate(steps):
         curve.append((step, statistics.fmean(max((h["dev_exact_match"] for h in r["history"][:i + 1]), default=0.0)
@@ -79,71 +83,93 @@ def converged(results: list[dict], steps: int, tolerance: float) -> dict:
     if not curve:
         return {"converged": False, "rise": None}
     at = max((v for s, v in curve if s <= 0.75 * steps), default=curve[0][1])
-    return {"converged": curve[-1][1] - at <= tolerance, "rise": curve[-1][1] - at}
+    rise = curve[-1][1] - at
+    return {"converged": rise <= tolerance + 1e-9, "rise": rise}  # 1e-9: a rise of exactly 1 point is 1 point
 
 
-def sweep_method_points(results: dict, method: str) -> tuple[list[int], int | None]:
-    """The grid indices run for a method so far, and the next one to add (None: the best is interior)."""
-    run = sorted(i for (m, i) in results if m == method)
-    best = max(run, key=lambda i: point_score(results[(method, i)]))
+def around(i: int) -> list[int]:
+    """Grid index i and its neighbours."""
+    return [j for j in (i - 1, i, i + 1) if 0 <= j < len(LR_GRID)]
+
+
+def best_point(points: dict[int, list]) -> int:
+    return max(sorted(points), key=lambda i: point_score(points[i]))
+
+
+def next_point(points: dict[int, list]) -> int | None:
+    """The grid index to add to a method's points (grid index -> runs); None: the best is interior."""
+    run, best = sorted(points), best_point(points)
     if best == run[0] and best > 0:
-        return run, best - 1
+        return best - 1
     if best == run[-1] and best < len(LR_GRID) - 1:
-        return run, best + 1
-    return run, None
+        return best + 1
+    return None
 
 
 def run_sweep(base, tok, cfg: SweepConfig, path=None, device="cpu", progress=True, **fields) -> dict:
-    """Bracket every method's best learning rate; returns the table (fields: more TuneConfig fields)."""
+    """Bracket every method's best learning rate, at a step count where it converged (fields: more TuneConfig fields).
+
+    A method whose best point has not converged is bracketed again, from its best and the two
+    around it, at twice the steps, while that stays within cfg.max_steps.
+    """
     grid = dict(path=path, device=device, progress=progress, n_test=cfg.n_test, workers=cfg.workers)
-    todo = {m: [nearest(METHODS[m].lr) + d for d in (-1, 0, 1) if 0 <= nearest(METHODS[m].lr) + d < len(LR_GRID)]
-            for m in cfg.methods}
-    results = {}
+    steps = {m: cfg.steps for m in cfg.methods}
+    todo = {m: around(nearest(METHODS[m].lr)) for m in cfg.methods}
+    results = {}  # (method, steps) -> {grid index: its runs}
     while todo:
-        cells = [(m, i) for m, idx in todo.items() for i in idx]
-        configs = [cell_configs(cfg, m, LR_GRID[i], **fields) for m, i in cells]
+        cells = [(m, steps[m], i) for m, idx in todo.items() for i in idx]
+        configs = [cell_configs(cfg, m, LR_GRID[i], n, **fields) for m, n, i in cells]
         flat = run_grid(base, tok, [c for cs in configs for c in cs], **grid)
-        n = len(cfg.tasks) * cfg.seeds
-        for j, cell in enumerate(cells):
-            results[cell] = flat[j * n:(j + 1) * n]
+        n_runs = len(cfg.tasks) * cfg.seeds
+        for j, (m, n, i) in enumerate(cells):
+            results.setdefault((m, n), {})[i] = flat[j * n_runs:(j + 1) * n_runs]
         todo = {}
         for m in cfg.methods:
-            _, nxt = sweep_method_points(results, m)
+            points = results[(m, steps[m])]
+            nxt, best = next_point(points), best_point(points)
             if nxt is not None:
                 todo[m] = [nxt]
-    return {"config": asdict(cfg), "fields": fields, "methods": {m: method_row(cfg, results, m) for m in cfg.methods}}
+            elif not converged(points[best], steps[m], cfg.tolerance)["converged"] and 2 * steps[m] <= cfg.max_steps:
+                steps[m] *= 2
+                todo[m] = around(best)
+    rows = {m: [method_row(cfg, m, n, results[(m, n)]) for (mm, n) in sorted(results) if mm == m]
+            for m in cfg.methods}
+    return {"config": asdict(cfg), "fields": fields,
+            "methods": {m: {**stages[-1], "shorter": stages[:-1]} for m, stages in rows.items()}}
 
 
-def method_row(cfg: SweepConfig, results: dict, method: str) -> dict:
-    run, nxt = sweep_method_points(results, method)
-    best = max(run, key=lambda i: point_score(results[(method, i)]))
+def method_row(cfg: SweepConfig, method: str, steps: int, at: dict[int, list]) -> dict:
+    """One method at one step count: its points, the best, whether it is interior and converged."""
+    run, best = sorted(at), best_point(at)
     points = []
     for i in run:
-        rs = results[(method, i)]
+        rs = at[i]
         points.append({"lr": LR_GRID[i], "dev": point_score(rs)[0], "dev_loss": -point_score(rs)[1],
                        "test": statistics.fmean(r["test"] for r in rs), "worst": min(r["dev"] for r in rs),
                        "diverged": sum(r["diverged"] is not None for r in rs), "n": len(rs),
                        "seconds": sum(r["seconds"] for r in rs), "runs": rs})
-    return {"best_lr": LR_GRID[best], "interior": run[0] < best < run[-1],
+    return {"steps": steps, "best_lr": LR_GRID[best], "interior": run[0] < best < run[-1],
             "default_lr": METHODS[method].lr,  # the default when this sweep ran (it starts around it)
-            "points": points, "curve": best_so_far(results[(method, best)]),
-            **converged(results[(method, best)], cfg.steps, cfg.tolerance)}
+            "points": points, "curve": best_so_far(at[best]), **converged(at[best], steps, cfg.tolerance)}
 
 
 def sweep_markdown(data: dict) -> str:
-    """The sweep as a table: one row per method and learning rate, the chosen one in bold."""
+    """The sweep as a table: a row per method, step count and learning rate; the chosen one in bold."""
     cfg = data["config"]
-    lines = [f"Learning-rate sweep: {cfg['steps']} steps, {cfg['seeds']} seeds, tasks {', '.join(cfg['tasks'])} "
-             f"(dev exact match: best over the run, mean over tasks and seeds; a diverged run counts 0).", ""]
+    lines = [f"Learning-rate sweep: {cfg['steps']} steps (twice that, up to {cfg.get('max_steps', cfg['steps'])}, for "
+             f"a method not converged at its best), {cfg['seeds']} seeds, tasks {', '.join(cfg['tasks'])} (dev exact "
+             "match: best over the run, mean over tasks and seeds; a diverged run counts 0). The default is the "
+             "best at the method's last step count.", ""]
     rows = []
-    for m, row in data["methods"].items():
-        for p in row["points"]:
-            chosen = p["lr"] == row["best_lr"]
-            mark = (lambda s: f"**{s}**") if chosen else str
-            rows.append([m, mark(f"{p['lr']:g}"), f"{100 * p['dev']:.1f}", f"{100 * p['worst']:.1f}",
-                         f"{100 * p['test']:.1f}", f"{p['diverged']}/{p['n']}",
-                         ("interior" if row["interior"] else "AT THE EDGE") if chosen else "",
-                         (f"{'yes' if row['converged'] else 'NO'} ({100 * row['rise']:+.1f})" if chosen else "")])
-    lines.append(table(["method", "lr", "dev mean %", "worst seed %", "test mean %", "diverged", "best is",
-                        "converged (rise, last quarter)"], rows))
+    for m, final in data["methods"].items():
+        for row in final.get("shorter", []) + [final]:
+            for p in row["points"]:
+                best, chosen = p["lr"] == row["best_lr"], row is final and p["lr"] == row["best_lr"]
+                mark = (lambda s: f"**{s}**") if chosen else str
+                rows.append([m, row.get("steps", cfg["steps"]), mark(f"{p['lr']:g}"), f"{100 * p['dev']:.1f}",
+                             f"{100 * p['worst']:.1f}", f"{100 * p['test']:.1f}", f"{p['diverged']}/{p['n']}",
+                             ("interior" if row["interior"] else "AT THE EDGE") if best else "",
+                             (f"{'yes' if row['converged'] else 'NO'} ({100 * row['rise']:+.1f})" if best else "")])
+    lines.append(table(["method", "steps", "lr", "dev mean %", "worst seed %", "test mean %", "diverged",
+                        "best is", "converged (rise, last quarter)"], rows))
     return "\n".join(lines) + "\n"

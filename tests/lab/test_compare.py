@@ -9,8 +9,9 @@ from helpers import TOK, tiny_base
 from minprefix.lab import grid, report
 from minprefix.lab.compare import QUICK, CompareConfig, run_compare
 from minprefix.lab.report import write_report
+from minprefix.methods import METHODS
 
-TINY = dict(steps=2, eval_every=1, seeds=1, headline_seeds=2, n_dev=8, n_test=8, search_steps=1, workers=1,
+TINY = dict(steps=2, eval_every=1, seeds=2, other_seeds=1, n_dev=8, n_test=8, search_steps=1, workers=1,
             tasks=("bare-reverse", "reverse-upper"), headline_tasks=("reverse-upper",), init_task="bare-reverse",
             low_data=(4, 16), prompt_lens=(1, 4), shift_factor=2)
 
@@ -22,7 +23,7 @@ def test_compare_writes_every_output_and_a_rerun_trains_nothing(tmp_path, monkey
     for name in ("compare.json", "compare.md", "compare_tasks.png", "compare_studies.png"):
         assert (out / name).stat().st_size > 0, name
     saved = json.loads((out / "compare.json").read_text())
-    assert len(saved["claims"]) == 11
+    assert len(saved["claims"]) == 12
     assert all(c["verdict"] in ("holds", "does not hold", "partly") for c in saved["claims"])
     assert set(saved["studies"]) == {"main", "low_data", "prompt_len", "depth", "init", "shift"}
     assert {r["config"]["prefix_layers"] for r in saved["studies"]["depth"]} == {"bottom", "top", "all"}
@@ -44,11 +45,12 @@ def test_compare_writes_every_output_and_a_rerun_trains_nothing(tmp_path, monkey
 
 
 def test_quick_preset_is_a_valid_config_and_bad_values_are_named():
-    assert CompareConfig(**QUICK).steps < CompareConfig().steps
+    assert CompareConfig(**QUICK).steps < min(m.steps for m in METHODS.values()) and CompareConfig().steps is None
     with pytest.raises(ValueError, match="--seeds must be at least 1"):
         CompareConfig(seeds=0)
-    with pytest.raises(ValueError, match="lr_factors"):
-        CompareConfig(lr_factors=(0.5, 2.0))
+    with pytest.raises(ValueError, match="bare-sort of a study are not among --tasks"):
+        CompareConfig(tasks=("bare-reverse", "reverse-upper"), headline_tasks=("reverse-upper",),
+                      low_data_tasks=("bare-sort", "reverse-upper"))
 
 
 def test_low_data_verdict_follows_its_rule():
@@ -56,10 +58,24 @@ def test_low_data_verdict_follows_its_rule():
     def verdict(gaps):
         s = {"low_data": {}}
         for n, gap in gaps.items():
-            s["low_data"][f"{report.PREFIX}|{n}"] = {"mean": 0.5 + gap}
-            s["low_data"][f"{report.FULL}|{n}"] = {"mean": 0.5}
-        verdict = report.low_data({"config": {"low_data": list(gaps), "study_task": "t"}}, s, {})["verdict"]
+            s["low_data"][f"{report.PREFIX}|t|{n}"] = {"mean": 0.5 + gap}
+            s["low_data"][f"{report.FULL}|t|{n}"] = {"mean": 0.5}
+        data = {"config": {"low_data": list(gaps), "low_data_tasks": ["bare-x", "t"]}}
+        verdict = report.low_data_on("composed")(data, s, {})["verdict"]
         return {"holds": True, "partly": None, "does not hold": False}[verdict]
     assert verdict({16: 0.2, 1024: 0.05}) is True
     assert verdict({16: 0.2, 1024: 0.3}) is None  # ahead, but the gap grows
     assert verdict({16: -0.1, 1024: 0.0}) is False
+    assert verdict({16: 0.01, 1024: -0.01}) is False  # one point ahead is a tie (report.MARGIN), not a win
+
+
+def test_direct_unstable_needs_divergences_for_holds():
+    """Lesson 5's reading: a wider seed spread and a lower mean without divergences is "partly", not "holds"."""
+    def verdict(diverged_direct, std_direct, mean_direct):
+        cell = lambda mean, std, div: {"test": {"mean": mean, "std": std, "diverged": div}}  # noqa: E731
+        s = {"main": {f"{report.PREFIX_DIRECT}|t": cell(mean_direct, std_direct, diverged_direct),
+                      f"{report.PREFIX}|t": cell(0.98, 0.005, 0)}}
+        return report.direct_unstable({"config": {"headline_tasks": ["t"]}}, s, {"all": ["t"]})["verdict"]
+    assert verdict(2, 0.02, 0.97) == "holds"
+    assert verdict(0, 0.02, 0.97) == "partly"
+    assert verdict(0, 0.001, 0.99) == "does not hold"

@@ -1,12 +1,15 @@
 """The grid runner (minprefix/lab/grid.py): resuming, parallel workers, a diverged run, a corrupt results file."""
 
 import json
+from dataclasses import asdict
 
 import pytest
 from helpers import TOK, quick, tiny_base
 
 import minprefix.lab.grid as grid
 from minprefix.lab.grid import ResultStore, run_grid
+from minprefix.methods import METHODS
+from minprefix.train import TuneConfig
 
 
 def test_grid_resumes_without_recomputing_a_finished_cell(tmp_path, monkeypatch):
@@ -53,3 +56,14 @@ def test_a_corrupt_results_file_is_a_clear_error(tmp_path):
     (tmp_path / "r.json").write_text('{"cut off')
     with pytest.raises(ValueError, match="not a results file.*delete it"):
         ResultStore(tmp_path / "r.json")
+
+
+def test_a_later_field_at_its_default_leaves_the_key_as_stored_results_have_it():
+    assert '"stop_at"' not in grid.cell_key(TuneConfig()) and '"stop_at": 1.0' in grid.cell_key(TuneConfig(stop_at=1.0))
+    assert grid.cell_key(TuneConfig()) == grid.config_key({**asdict(TuneConfig()), "stop_at": None})
+
+
+def test_a_missing_committed_results_file_names_the_command_that_writes_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"run `minprefix compare --out .*` \(resumable"):
+        grid.load_committed("compare", tmp_path / "compare.json")
+    assert set(grid.load_committed("sweep")["methods"]) == set(METHODS)  # the committed one, read from figures/

@@ -21,7 +21,8 @@ def fake_grid(peak: float):
         for c in configs:
             dev = max(0.0, 1 - abs(math.log10(c.lr / peak)) / 3)
             out.append({"config": {"lr": c.lr}, "dev": dev, "test": dev, "diverged": None, "seconds": 1.0,
-                        "history": [{"step": 0, "dev_exact_match": 0.0, "dev_loss": 2.0},
+                        "history": [{"step": 0, "dev_exact_match": 0.0, "dev_loss": 2.0},  # learned by half-way
+                                    {"step": c.steps // 2, "dev_exact_match": dev, "dev_loss": 1.0},
                                     {"step": c.steps, "dev_exact_match": dev, "dev_loss": 1.0}]})
         return out
     return run
@@ -74,7 +75,8 @@ def test_a_real_quick_sweep_runs_and_reports(tmp_path):
 
 
 def test_the_methods_table_holds_the_swept_defaults():
-    """Every default learning rate is the committed sweep's best, strictly inside its range, and converged."""
+    """Every default learning rate is the committed sweep's best, strictly inside its range, at the step count
+    where it converged (the methods table's steps), or at the sweep's longest if it never did."""
     data = json.loads((FIGURES / "sweep.json").read_text())  # written by `minprefix sweep`
     assert set(data["methods"]) == set(METHODS)
     for m, row in data["methods"].items():
@@ -83,3 +85,29 @@ def test_the_methods_table_holds_the_swept_defaults():
         assert min(lrs) < row["best_lr"] < max(lrs), f"{m}: the best is at an end of {lrs}"
         best = max(row["points"], key=lambda p: (p["dev"], -p["dev_loss"]))
         assert best["lr"] == row["best_lr"] and all(p["n"] >= 3 for p in row["points"])
+        assert METHODS[m].steps == row["steps"], f"{m}: default steps {METHODS[m].steps}, the sweep's {row['steps']}"
+        assert row["converged"] or row["steps"] * 2 > data["config"]["max_steps"], f"{m} could have run longer"
+
+
+def test_a_method_not_converged_is_swept_again_at_twice_the_steps(monkeypatch):
+    """The fake learns only when given 1600 steps or more: the sweep doubles 400 -> 800 -> 1600 and stops."""
+    def run(base, tok, configs, **kw):
+        out = []
+        for c in configs:
+            dev = max(0.0, 1 - abs(math.log10(c.lr / 0.03)) / 3)
+            late = dev if c.steps >= 1600 else dev / 2  # short runs are still rising at their end
+            out.append({"config": {"lr": c.lr}, "dev": late, "test": late, "diverged": None, "seconds": 1.0,
+                        "history": [{"step": s, "dev_loss": 1.0,  # long runs learn by half-way
+                                     "dev_exact_match": late * min(1, s / c.steps * (2 if c.steps >= 1600 else 1))}
+                                    for s in range(0, c.steps + 1, c.steps // 4)]})
+        return out
+    monkeypatch.setattr(sweep, "run_grid", run)
+    cfg = SweepConfig(methods=("prefix",), seeds=1, tasks=("bare-reverse",), steps=400, eval_every=100,
+                      max_steps=3200)
+    data = run_sweep(None, TOK, cfg, progress=False)
+    row = data["methods"]["prefix"]
+    assert [s["steps"] for s in row["shorter"]] == [400, 800] and row["steps"] == 1600
+    assert row["best_lr"] == 0.03 and row["interior"] and not any(s["converged"] for s in row["shorter"])
+    assert "| prefix | 1600 | **0.03** |" in sweep_markdown(data)
+    capped = run_sweep(None, TOK, SweepConfig(**{**cfg.__dict__, "max_steps": 400}), progress=False)
+    assert capped["methods"]["prefix"]["steps"] == 400 and not capped["methods"]["prefix"]["converged"]
