@@ -28,7 +28,7 @@
 # gradient while its embedding does; and run a gradient-guided search over the characters of a
 # prompt, knowing what each step computes.
 #
-# **Running time:** about half a minute on 2 CPU cores (33 s measured), most of it in the search and in
+# **Running time:** about half a minute on 2 CPU cores (28 s measured), most of it in the search and in
 # training the soft prompt; the last code cell prints how long this run took.
 
 # %% [markdown]
@@ -234,6 +234,9 @@ print("the base's token table got a gradient:", base.wte.weight.grad is not None
 # that position. `E[c] · g` is the same for every `w`, so the best candidates are the characters with
 # the most negative `E[w] · g`: one matrix-vector product ranks the whole vocabulary.
 
+# %% [markdown]
+# **Try exercise 2.2 first.** The next cell prints the library's own solution. If you want to write it yourself, do it now: `rank_candidates(grad, table, allowed, k)` in `lessons/exercises/lesson2.py`, checked with `pytest -m ex2_2 --learner` from the repository root; then come back and compare.
+
 # %%
 import inspect
 
@@ -293,7 +296,7 @@ plot_predicted_vs_measured(predicted, measured, title="the 30 characters the gra
 
 # %%
 t = time.perf_counter()
-found, swaps = search_prompt(base, tok, train, START, steps=SEARCH_STEPS, progress=False)
+found, swaps = search_prompt(base, tok, train, START, steps=SEARCH_STEPS, progress=True)
 search_time = time.perf_counter() - t
 print(f"{SEARCH_STEPS} search steps in {search_time:.0f} s, {len(swaps)} swaps kept:")
 for s in swaps:
@@ -325,7 +328,7 @@ from minprefix.train import TuneConfig, tune
 
 t = time.perf_counter()
 cfg = TuneConfig(method="soft", task="bare-reverse", steps=SOFT_STEPS, prompt_len=n_fill)
-soft, history = tune(base, tok, cfg, progress=False)
+soft, history = tune(base, tok, cfg, progress=True)
 soft_time = time.perf_counter() - t
 test = examples("bare-reverse", "test", 200)
 results = {

@@ -88,6 +88,9 @@ print("mode:", "QUICK (shortened training)" if QUICK else "full")
 # parameters: the rows belong to the model that wears the prompt (`SoftPromptGPT`), which hands
 # them over on every call.
 
+# %% [markdown]
+# **Try exercise 3.1 first.** The next cell prints the library's own solution. If you want to write it yourself, do it now: `soft_prompt_logits(base, rows, idx)` in `lessons/exercises/lesson3.py`, checked with `pytest -m ex3_1 --learner` from the repository root; then come back and compare.
+
 # %%
 print(inspect.getsource(SoftPromptEmbedding))
 print(inspect.getsource(SoftPromptGPT.forward))
@@ -398,6 +401,9 @@ fig = minprefix.lab.figures.plot_rows_among_tokens(W[chars], {f"init {i}": m.pro
 # run the batch once. `SoftPromptGPT.forward` already accepts such a per-row `prompt`; `PromptBank`
 # picks the rows by task name. Lester et al. (2021) point out this serving advantage: with
 # fine-tuning, each task would need its own copy of the model.
+
+# %% [markdown]
+# **Try exercise 3.2 first.** The next cell prints the library's own solution. If you want to write it yourself, do it now: `mixed_batch_logits(base, prompts, idx, tasks)` in `lessons/exercises/lesson3.py`, checked with `pytest -m ex3_2 --learner` from the repository root; then come back and compare.
 
 # %%
 print(inspect.getsource(PromptBank.forward))

@@ -95,6 +95,9 @@ print("mode:", "QUICK (shortened training)" if QUICK else "full")
 # %%
 fig = minprefix.lab.figures.draw_blocks()
 
+# %% [markdown]
+# **Try exercise 4.1 first.** The next cell prints the library's own solution. If you want to write it yourself, do it now: `prefix_block(block, x, prefix_kv)` in `lessons/exercises/lesson4.py`, checked with `pytest -m ex4_1 --learner` from the repository root; then come back and compare.
+
 # %%
 print(inspect.getsource(PrefixBlock))
 print(inspect.getsource(BlockInputPrefixBlock))

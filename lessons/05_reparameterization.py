@@ -109,6 +109,9 @@ print(f"stored grids: task {S['task']}, {S['steps']} steps per run, {S['seeds']}
 #
 # Here is the whole module (its `form` argument gives question 3's two variants):
 
+# %% [markdown]
+# **Try exercise 5.1 first.** The next cell prints the library's own solution. If you want to write it yourself, do it now: `MLPPrefix` in `lessons/exercises/lesson5.py`, checked with `pytest -m ex5_1 --learner` from the repository root; then come back and compare.
+
 # %%
 print(inspect.getsource(minprefix.MLPPrefix))
 
@@ -341,6 +344,9 @@ plt.close(fig)
 # After training the MLP has done its job: its output does not depend on the input, so the rows can
 # be computed once and kept as a `DirectPrefix`, and the MLP's weights can go. That is `merge()`, the
 # same for every method:
+
+# %% [markdown]
+# **Try exercise 5.2 first.** The next cell prints the library's own solution. If you want to write it yourself, do it now: `merge(model)` in `lessons/exercises/lesson5.py`, checked with `pytest -m ex5_2 --learner` from the repository root; then come back and compare.
 
 # %%
 print(inspect.getsource(PromptedGPT.merge))

@@ -35,7 +35,7 @@
 # results in one table with reference rows, say which kind of parameter count a quality difference
 # goes with, explain the argument that a prefix cannot install a new skill and where it stops, and attach an honest interval to a score.
 #
-# **Running time:** about 2 minutes on 2 CPU cores (110 s measured), most of it in 14 tuning runs
+# **Running time:** about 2 minutes on 2 CPU cores (103 s measured), most of it in 14 tuning runs
 # of 300 steps, two at a time, with a progress bar; the converged, multi-seed numbers are read from
 # `minprefix compare`'s committed results (`figures/compare.json`) in a second. With
 # `MINPREFIX_QUICK=1` it trains each run for a handful of steps only (every cell runs, but the
@@ -305,7 +305,7 @@ SHIFT_STEPS = 5 if QUICK else 200
 configs = [TuneConfig(method=m, task=SHIFT, steps=SHIFT_STEPS, prompt_len=P, n_dev=N_DEV, eval_every=EVAL_EVERY)
            for m in SHIFT_METHODS]
 t = time.time()
-shift_res = dict(zip(SHIFT_METHODS, run_grid(base, tok, configs, device=device, progress=False, n_test=N_TEST)))
+shift_res = dict(zip(SHIFT_METHODS, run_grid(base, tok, configs, device=device, progress=True, n_test=N_TEST)))
 print(f"{len(configs)} runs of {SHIFT_STEPS} steps in {time.time() - t:.0f} s")
 for m, r in shift_res.items():
     print(f"  {m:10s} ({METHODS[m].label:22s}) trains {r['trainable']:>7,}: dev {pc(r['dev']):>7s}  test {pc(r['test']):>7s}"
@@ -363,6 +363,9 @@ for m, rs in shift_stored.items():
 # round: it collects every true proportion q under which the observed p would not be surprising,
 # |p − q| ≤ 1.96·sqrt(q(1−q)/n). That is a quadratic inequality in q, and its two roots are the
 # interval. Here is the library's version:
+
+# %% [markdown]
+# **Try exercise 6.1 first.** The next cell prints the library's own solution. If you want to write it yourself, do it now: `wilson_interval(p, n, z)` in `lessons/exercises/lesson6.py`, checked with `pytest -m ex6_1 --learner` from the repository root; then come back and compare.
 
 # %%
 print(inspect.getsource(wilson_interval))
