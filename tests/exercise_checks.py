@@ -290,6 +290,9 @@ def check_ex5_2(merge):
     expect(count_trainable(merged) == 3 * 2 * 2 * 8, "the merged model must hold only the P x 2*L*d rows")
     idx = torch.randint(0, 20, (2, 6), generator=torch.Generator().manual_seed(8))
     expect(close(merged(idx)[0], model(idx)[0], atol=1e-8), "merged logits differ from the MLP model's")
+    top = PrefixGPT(base, 3, reparam_dim=4, hidden=6, seed=2, layers="top")  # a prefix on the top half only
+    expect(close(merge(top)(idx)[0], top(idx)[0], atol=1e-8), "merging a prefix worn on the top layers only "
+           "gives other logits: does the merged model keep the layers it is worn on (model.layers)?")
 
 
 # ---------------------------------------------------------------------------- lesson 6

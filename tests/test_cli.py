@@ -135,7 +135,8 @@ def test_cli_search_prompt_prints_before_and_after(capsys):
     (["--eval-every", "0"], "--eval-every must be at least 1, got 0"),
     (["--batch-size", "0"], "--batch-size must be at least 1 and at most 4096, got 0"),
     (["--lr", "nan"], "--lr must be a finite number"),
-    (["--method", "prefix-mlp", "--init", "text", "--init-text", "hi"], "--init-text: prefix-mlp cannot start from a text"),
+    (["--method", "prefix-mlp", "--init", "text", "--init-text", "hi"],
+     "--init-text: prefix-mlp cannot start from a text"),
     (["--method", "prefix-mlp", "--init", "vocab"], "--init vocab is not available for prefix-mlp"),
     (["--method", "prefix", "--hidden", "64"], "--hidden sets the network of"),
     (["--method", "soft", "--init", "random", "--init-text", "hi"], "--init-text starts the rows from a text"),
@@ -360,8 +361,8 @@ def test_the_reported_best_step_is_the_one_the_artifact_holds(tmp_path):
 @pytest.mark.parametrize("gap", [0.0, 0.3])
 def test_two_ctrl_c_in_a_row_stop_without_a_traceback(tmp_path, tiny_base_dir, gap):
     """The second Ctrl-C lands while the first is being handled (or in the exit handlers): still one message."""
-    proc = subprocess.Popen([sys.executable, "-m", "minprefix", "tune", "--base", tiny_base_dir, "--task", "bare-reverse",
-                             "--steps", "100000", "--run-dir", str(tmp_path / "run")],
+    proc = subprocess.Popen([sys.executable, "-m", "minprefix", "tune", "--base", tiny_base_dir, "--task",
+                             "bare-reverse", "--steps", "100000", "--run-dir", str(tmp_path / "run")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # a background job
     deadline = time.time() + 60  # inherits SIGINT ignored, and Python then installs no Ctrl-C handler

@@ -25,6 +25,7 @@ def merge(model):
 
     model is a minprefix PromptedGPT (e.g. PrefixGPT) whose `rows` is an MLPPrefix. Return a new
     model of the same class on the same base whose rows are a DirectPrefix holding the MLP's
-    current output: the same logits, and no MLP weights left. Reread: "Merge" in lesson 5.
+    current output: the same logits, and no MLP weights left; a prefix worn on some layers only
+    (model.layers) stays on those layers. Reread: "Merge" in lesson 5.
     """
     raise NotImplementedError("Need to implement for exercise 5.2")
