@@ -34,7 +34,7 @@
 # - count a prefix's numbers by hand, and tell what trains from what is stored when an MLP makes the prefix;
 # - tune a prefix, directly or through the MLP, with `minprefix.train.tune`.
 #
-# **Run time:** about a minute on 2 CPU cores, 62 s measured (the last cell before the exercises prints how
+# **Run time:** about a minute on 2 CPU cores, 61 s measured (the last cell before the exercises prints how
 # long this run took). With `MINPREFIX_QUICK=1` in the environment, training is shortened
 # (every cell still runs); the numbers then differ from the ones discussed here.
 
@@ -460,7 +460,7 @@ print(f"\nexercises in all the lessons: {n_all}")
 # | --- | --- | --- |
 # | 4.1 | `prefix_block(block, x, prefix_kv)`: a regular block whose attention also sees P prefix keys and values, written with the block's own weights | "The prefix-augmented block" |
 # | 4.2 | `rows_to_kv(block, rows)`: the keys and values a block makes of P block-input rows | "Three views" |
-# | 4.3 | `prefix_params(n_layer, prompt_len, d_model)`: how many numbers a key/value prefix holds | "Counting a prefix" |
+# | 4.3 | `prefix_cache(model, batch_size)`: a trained prefix turned into a KV cache the bare base continues from, with the same logits | "The prefix-augmented block" |
 #
 # To check your work, run from the repository root (not from this notebook: until you fill them
 # in, the functions raise `NotImplementedError`):

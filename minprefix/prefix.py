@@ -138,6 +138,20 @@ class PrefixGPT(_PrefixGPT):
         """The current prefix: (n_layer, 2, n_head, P, head_dim)."""
         return self.prompt()
 
+    @torch.no_grad()
+    def as_cache(self, batch_size: int) -> KVCache:
+        """The prefix as a KV cache: the bare base continues from it as from P earlier tokens.
+
+        `base(idx, cache=model.as_cache(B))` gives this model's logits: each layer that wears the
+        prefix holds its P keys and values (repeated for the B rows), so the tokens see them first
+        and take positions P, P+1, ...; a layer without the prefix starts empty.
+        """
+        kv = self.prompt().detach()
+        cache = KVCache(self.config.n_layer)
+        for i in self.wearing:
+            cache.layers[i] = tuple(kv[i, j].expand(batch_size, -1, -1, -1) for j in (0, 1))  # (B, nh, P, hs)
+        return cache
+
     @classmethod
     def from_kv(cls, base: GPT, kv: torch.Tensor) -> "PrefixGPT":
         """A direct prefix holding the given (n_layer, 2, n_head, P, head_dim) keys and values."""

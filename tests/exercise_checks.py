@@ -13,8 +13,8 @@ import torch
 
 from minprefix.bank import PromptBank
 from minprefix.hard_prompt import rank_candidates
-from minprefix.model import GPT, GPTConfig, attention_mask
-from minprefix.params import base_params, count_trainable, kv_prefix_params
+from minprefix.model import GPT, GPTConfig, KVCache, attention_mask
+from minprefix.params import base_params, count_trainable
 from minprefix.prefix import BlockInputPrefixGPT, PrefixBlock, PrefixGPT, rows_to_kv
 from minprefix.prompted import DirectPrefix, MLPPrefix
 from minprefix.soft_prompt import SoftPromptGPT
@@ -205,9 +205,16 @@ def check_ex4_1(prefix_block):
     g = torch.Generator().manual_seed(5)
     x = torch.randn(2, 5, 8, dtype=torch.float64, generator=g)
     kv = torch.randn(2, 2, c.n_head, 3, c.head_dim, dtype=torch.float64, generator=g)
-    got = prefix_block(block, x, kv)
+    seen = {}  # what the learner's code fed into the block's projections, for a hint that points at the step
+    hooks = [block.attn.c_attn.register_forward_pre_hook(lambda m, a: seen.setdefault("h", a[0])),
+             block.attn.c_proj.register_forward_pre_hook(lambda m, a: seen.setdefault("y", a[0]))]
+    try:
+        got = prefix_block(block, x, kv)
+    finally:
+        for hook in hooks:
+            hook.remove()
     got = got[0] if isinstance(got, tuple) else got
-    want = _explicit_prefix_block(block, x, kv, c)
+    want, parts = _explicit_prefix_block(block, x, kv, c), _explicit_parts(block, x, kv, c)
     expect(isinstance(got, torch.Tensor) and got.shape == want.shape, f"output must be (B, T, C) = {tuple(want.shape)}")
     if not close(got, want):
         swapped = _explicit_prefix_block(block, x, kv.flip(1), c)
@@ -215,22 +222,37 @@ def check_ex4_1(prefix_block):
         expect(not close(got, swapped), "keys and values are swapped: prefix_kv[:, 0] are the keys, [:, 1] the values")
         expect(not close(got, top_left), "the causal triangle is aligned top-left: the first tokens do not see the "
                "whole prefix (with P prefix keys the mask is (T, P + T), bottom-right)")
-        expect(False, "the block's output differs from attention over [prefix keys; token keys] with the "
-               "bottom-right mask")
+        expect("h" not in seen or close(seen["h"], parts["h"]), "the input of attn.c_attn differs from ln_1(x): "
+               "is the first LayerNorm block.ln_1, applied to x?")
+        if "y" in seen and not close(seen["y"], parts["y"]):
+            B, T, C = x.shape
+            diff = (seen["y"] - parts["y"]).abs().view(B, T, c.n_head, c.head_dim).amax(dim=(0, 3))  # (T, n_head)
+            t, head = (int(i) for i in (diff > 1e-6).nonzero()[0])  # the first token, then head, that differs
+            expect(False, f"the attention output (the input of attn.c_proj) differs first at token {t}, head {head}: "
+                   "split q, k, v into heads with view(B, T, n_head, head_dim).transpose(1, 2) (not reshape(B, "
+                   "n_head, T, head_dim)), put the prefix keys and values before the tokens', and merge back with "
+                   "transpose(1, 2).reshape(B, T, C)")
+        expect(False, "the attention output is right but the block's output is not: x + c_proj(y), then "
+               "x + mlp(ln_2(x)) on that sum")
 
 
-def _explicit_prefix_block(block, x, kv, c, top_left=False):
-    """The oracle: the block written out with an explicit softmax."""
+def _explicit_parts(block, x, kv, c, top_left=False) -> dict:
+    """The oracle, written out with an explicit softmax: ln_1(x), the heads' outputs side by side, the output."""
     B, T, C = x.shape
     P = kv.size(3)
-    q, k, v = block.attn.c_attn(block.ln_1(x)).split(C, dim=2)
+    h = block.ln_1(x)
+    q, k, v = block.attn.c_attn(h).split(C, dim=2)
     heads = lambda t: t.view(B, T, c.n_head, c.head_dim).transpose(1, 2)  # (B, nh, T, hs)
     k, v = torch.cat([kv[:, 0], heads(k)], 2), torch.cat([kv[:, 1], heads(v)], 2)  # (B, nh, P + T, hs)
     att = heads(q) @ k.transpose(-1, -2) / math.sqrt(c.head_dim)
     allowed = torch.ones(T, P + T, dtype=torch.bool).tril(0 if top_left else P)
     y = (att.masked_fill(~allowed, float("-inf")).softmax(-1) @ v).transpose(1, 2).reshape(B, T, C)
     x = x + block.attn.c_proj(y)
-    return x + block.mlp(block.ln_2(x))
+    return {"h": h, "y": y, "out": x + block.mlp(block.ln_2(x))}
+
+
+def _explicit_prefix_block(block, x, kv, c, top_left=False):
+    return _explicit_parts(block, x, kv, c, top_left)["out"]
 
 
 def check_ex4_2(rows_to_kv):
@@ -248,13 +270,25 @@ def check_ex4_2(rows_to_kv):
            "did you apply ln_1 first, and take the key (second) and value (third) parts of c_attn?")
 
 
-def check_ex4_3(prefix_params):
-    for L, P, d in [(2, 3, 8), (4, 1, 16), (24, 10, 1024)]:
-        # the oracle: numel of a prefix built on a small base; GPT-2 medium's 491,520 as Li & Liang count it
-        want = 491_520 if d == 1024 else PrefixGPT(tiny_base(n_layer=L, d_model=d), P).rows.rows.numel()
-        got = prefix_params(L, P, d)
-        hint = " (keys *and* values: a factor 2)" if got * 2 == want else ""
-        expect(got == want, f"prefix_params({L}, {P}, {d}) = {got}, expected {want}{hint}")
+def check_ex4_3(prefix_cache):
+    base = tiny_base()
+    idx = torch.randint(0, 20, (3, 5), generator=torch.Generator().manual_seed(6))
+    for layers in ("all", "top"):
+        model = PrefixGPT(base, 4, init="random", seed=3, layers=layers)
+        cache = prefix_cache(model, idx.size(0))
+        expect(isinstance(cache, KVCache) and len(cache.layers) == base.config.n_layer,
+               f"return a KVCache of {base.config.n_layer} layers, got {type(cache).__name__}")
+        expect(cache.length == 4, f"the cache holds {cache.length} positions, the prefix 4: one (keys, values) pair "
+               "per wearing layer, each (batch_size, n_head, P, head_dim)")
+        got, want = base(idx, cache=cache)[0], model(idx)[0]
+        if not close(got, want):
+            kv = model.prefix_kv()
+            swapped = PrefixGPT.from_kv(base, kv.flip(1))
+            expect(not close(got, swapped(idx)[0]), "keys and values are swapped: prefix_kv()[i, 0] are layer i's "
+                   "keys, [i, 1] its values")
+            expect(layers == "all", "a prefix worn on the top half only: the layers in model.wearing get its keys "
+                   "and values, the others must stay None")
+            expect(False, "the base continuing from your cache gives other logits than the prefix model")
 
 
 # ---------------------------------------------------------------------------- lesson 5
@@ -342,7 +376,7 @@ REFERENCE = {  # the library's own code: the reference solution of each exercise
     "ex3_3": library_steps,
     "ex4_1": lambda block, x, kv: PrefixBlock(block)(x, kv)[0],
     "ex4_2": rows_to_kv,
-    "ex4_3": kv_prefix_params,
+    "ex4_3": lambda model, batch_size: model.as_cache(batch_size),
     "ex5_1": lambda prompt_len, k, hidden, width: MLPPrefix(prompt_len, k, hidden, width, seed=0),
     "ex5_2": lambda model: model.merge(),
     "ex6_1": wilson_interval,
@@ -354,7 +388,7 @@ LEARNER = {  # where each exercise lives in lessons/exercises/
     "ex2_1": ("lesson2", "exact_match"), "ex2_2": ("lesson2", "rank_candidates"),
     "ex3_1": ("lesson3", "soft_prompt_logits"), "ex3_2": ("lesson3", "mixed_batch_logits"),
     "ex3_3": ("lesson3", "train_soft_prompt"),
-    "ex4_1": ("lesson4", "prefix_block"), "ex4_2": ("lesson4", "rows_to_kv"), "ex4_3": ("lesson4", "prefix_params"),
+    "ex4_1": ("lesson4", "prefix_block"), "ex4_2": ("lesson4", "rows_to_kv"), "ex4_3": ("lesson4", "prefix_cache"),
     "ex5_1": ("lesson5", "MLPPrefix"), "ex5_2": ("lesson5", "merge"),
     "ex6_1": ("lesson6", "wilson_interval"), "ex6_2": ("lesson6", "trainable_share"),
 }

@@ -106,6 +106,26 @@ def prefix_block_layernorms_swapped(block, x, kv):
         block.ln_1, block.ln_2 = block.ln_2, block.ln_1
 
 
+def prefix_block_heads_split_with_reshape(block, x, kv):
+    """A learner's mistake nobody planted at first: heads split with reshape(B, nh, T, hs), not view + transpose."""
+    B, T, C = x.shape
+    nh, P = block.attn.n_head, kv.size(3)
+    q, k, v = block.attn.c_attn(block.ln_1(x)).split(C, dim=2)
+    heads = lambda t: t.reshape(B, nh, T, C // nh)  # noqa: E731  (the bug)
+    k, v = torch.cat([kv[:, 0], heads(k)], 2), torch.cat([kv[:, 1], heads(v)], 2)
+    att = heads(q) @ k.transpose(-1, -2) / math.sqrt(C // nh)
+    att = att.masked_fill(~torch.ones(T, P + T, dtype=torch.bool).tril(P), float("-inf")).softmax(-1)
+    x = x + block.attn.c_proj((att @ v).transpose(1, 2).reshape(B, T, C))
+    return x + block.mlp(block.ln_2(x))
+
+
+@pytest.mark.parametrize("wrong, hint", [(prefix_block_heads_split_with_reshape, "split q, k, v into heads"),
+                                         (prefix_block_layernorms_swapped, "is the first LayerNorm block.ln_1")])
+def test_a_wrong_prefix_block_gets_the_hint_for_the_step_that_went_wrong(wrong, hint):
+    with pytest.raises(AssertionError, match=hint):
+        CHECKS["ex4_1"](wrong)
+
+
 def rows_to_kv_with_ln_2(block, rows):
     P, C = rows.shape
     k, v = block.attn.c_attn(block.ln_2(rows)).split(C, dim=1)[1:]
@@ -124,8 +144,20 @@ def rows_to_kv_queries_and_keys(block, rows):
     return torch.stack([q, k]).view(2, P, block.attn.n_head, C // block.attn.n_head).transpose(1, 2)
 
 
-def prefix_params_without_the_2(n_layer, prompt_len, d_model):
-    return n_layer * prompt_len * d_model
+def prefix_cache_keys_values_swapped(model, batch_size):
+    cache = REFERENCE["ex4_3"](model, batch_size)
+    cache.layers = [kv and kv[::-1] for kv in cache.layers]
+    return cache
+
+
+def prefix_cache_on_every_layer(model, batch_size):
+    """Every layer gets rows, including those the prefix is not worn on."""
+    from minprefix.model import KVCache
+
+    cache, kv = KVCache(model.config.n_layer), model.prefix_kv().detach()
+    cache.layers = [(kv[i, 0].expand(batch_size, -1, -1, -1), kv[i, 1].expand(batch_size, -1, -1, -1))
+                    for i in range(model.config.n_layer)]
+    return cache
 
 
 class MLPPrefixWithReLU(MLPPrefix):
@@ -172,9 +204,10 @@ WRONG = {  # exercise: plausible wrong answers its check must reject
     "ex3_1": [soft_prompt_positions_not_shifted],
     "ex3_2": [every_row_wears_the_first_prompt],
     "ex3_3": [steps_without_clearing_gradients, steps_with_adams_default_betas, steps_with_the_loss_on_every_position],
-    "ex4_1": [prefix_block_keys_values_swapped, prefix_block_top_left, prefix_block_layernorms_swapped],
+    "ex4_1": [prefix_block_keys_values_swapped, prefix_block_top_left, prefix_block_layernorms_swapped,
+              prefix_block_heads_split_with_reshape],
     "ex4_2": [rows_to_kv_without_layernorm, rows_to_kv_queries_and_keys, rows_to_kv_with_ln_2],
-    "ex4_3": [prefix_params_without_the_2],
+    "ex4_3": [prefix_cache_keys_values_swapped, prefix_cache_on_every_layer],
     "ex5_1": [MLPPrefixWithReLU, MLPPrefixFromZeros],
     "ex5_2": [merge_that_keeps_the_mlp, merge_in_place, merge_onto_every_layer],
     "ex6_1": [normal_interval],

@@ -2,7 +2,7 @@
 
 import torch
 
-from minprefix.model import Block
+from minprefix.model import Block, KVCache
 
 
 def prefix_block(block: Block, x: torch.Tensor, prefix_kv: torch.Tensor) -> torch.Tensor:
@@ -29,9 +29,14 @@ def rows_to_kv(block: Block, rows: torch.Tensor) -> torch.Tensor:
     raise NotImplementedError("Need to implement for exercise 4.2")
 
 
-def prefix_params(n_layer: int, prompt_len: int, d_model: int) -> int:
-    """Exercise 4.3: how many numbers a key/value prefix of prompt_len positions holds in all.
+def prefix_cache(model, batch_size: int) -> KVCache:
+    """Exercise 4.3: a trained key/value prefix turned into a KV cache the bare base can continue from.
 
-    Reread: "Counting a prefix" in lesson 4.
+    model is a PrefixGPT (its keys and values: model.prefix_kv(), (n_layer, 2, n_head, P, head_dim),
+    index 0 keys, 1 values; the layers that wear it: model.wearing). Return a KVCache of
+    model.config.n_layer layers in which each wearing layer holds (keys, values), each
+    (batch_size, n_head, P, head_dim), and every other layer None, so that
+    model.base(idx, cache=cache) gives the same logits as model(idx) for any idx of batch_size rows.
+    Reread: "The prefix-augmented block" in lesson 4 (a prefix is the "past" of the attention).
     """
     raise NotImplementedError("Need to implement for exercise 4.3")
