@@ -181,11 +181,11 @@ class TuneConfig(LoopConfig):
                                 "(1.0: nothing is left to learn on dev)", above=0, high=1.0)
 
     def __post_init__(self):
-        if self.method in RENAMED:
+        if isinstance(self.method, str) and self.method in RENAMED:
             raise ValueError(f"--method {self.method} is now called {RENAMED[self.method]} (and a method trained "
                              "through an MLP is its direct method's name plus -mlp, e.g. prefix-mlp)")
-        if self.steps is None and self.method in METHODS:  # (an unknown method is named by validate)
-            self.steps = METHODS[self.method].steps
+        if self.steps is None:  # the method's own; for an unknown method a placeholder, and validate names the method
+            self.steps = METHODS[self.method].steps if isinstance(self.method, str) and self.method in METHODS else 1
         super().__post_init__()
         m = METHODS[self.method]
         m.check_options(self.prefix_layers, self.reparam_dim, self.hidden, self.mlp_form)

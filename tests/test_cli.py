@@ -281,6 +281,7 @@ def test_any_number_for_any_flag_works_or_fails_in_one_line(command, tiny_base_d
     (lambda: TuneConfig(steps="5"), "--steps must be an integer, got '5'"),
     (lambda: TuneConfig(batch_size=True), "--batch-size must be an integer, got True"),
     (lambda: PretrainConfig(steps=None), "--steps must be an integer, got None"),
+    (lambda: TuneConfig(method=["prefix"]), "--method must be a string, got ['prefix']"),  # not a steps error
     (lambda: TuneConfig(lr="0.1"), "--lr must be a number, got '0.1'"),
     (lambda: TuneConfig(bf16=1), "--bf16 must be True or False, got 1"),
     (lambda: PretrainConfig(weight_decay="0"), "--weight-decay must be a number, got '0'"),
