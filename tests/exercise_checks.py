@@ -278,8 +278,10 @@ def check_ex4_3(prefix_cache):
         cache = prefix_cache(model, idx.size(0))
         expect(isinstance(cache, KVCache) and len(cache.layers) == base.config.n_layer,
                f"return a KVCache of {base.config.n_layer} layers, got {type(cache).__name__}")
-        expect(cache.length == 4, f"the cache holds {cache.length} positions, the prefix 4: one (keys, values) pair "
-               "per wearing layer, each (batch_size, n_head, P, head_dim)")
+        want_shape = (idx.size(0), base.config.n_head, 4, base.config.head_dim)  # (B, n_head, P, head_dim)
+        shapes = {tuple(t.shape) for kv in cache.layers if kv is not None for t in kv}
+        expect(shapes == {want_shape}, f"the cached keys and values have shapes {sorted(shapes)}; each must be "
+               f"(batch_size, n_head, P, head_dim) = {want_shape} (repeat the prefix for every row of the batch)")
         got, want = base(idx, cache=cache)[0], model(idx)[0]
         if not close(got, want):
             kv = model.prefix_kv()

@@ -150,6 +150,13 @@ def prefix_cache_keys_values_swapped(model, batch_size):
     return cache
 
 
+def prefix_cache_without_the_batch(model, batch_size):
+    """A learner's slip found by hand: the prefix left at batch 1 instead of repeated for every row."""
+    cache = REFERENCE["ex4_3"](model, batch_size)
+    cache.layers = [kv and tuple(t[:1] for t in kv) for kv in cache.layers]
+    return cache
+
+
 def prefix_cache_on_every_layer(model, batch_size):
     """Every layer gets rows, including those the prefix is not worn on."""
     from minprefix.model import KVCache
@@ -207,7 +214,7 @@ WRONG = {  # exercise: plausible wrong answers its check must reject
     "ex4_1": [prefix_block_keys_values_swapped, prefix_block_top_left, prefix_block_layernorms_swapped,
               prefix_block_heads_split_with_reshape],
     "ex4_2": [rows_to_kv_without_layernorm, rows_to_kv_queries_and_keys, rows_to_kv_with_ln_2],
-    "ex4_3": [prefix_cache_keys_values_swapped, prefix_cache_on_every_layer],
+    "ex4_3": [prefix_cache_keys_values_swapped, prefix_cache_on_every_layer, prefix_cache_without_the_batch],
     "ex5_1": [MLPPrefixWithReLU, MLPPrefixFromZeros],
     "ex5_2": [merge_that_keeps_the_mlp, merge_in_place, merge_onto_every_layer],
     "ex6_1": [normal_interval],
