@@ -54,7 +54,7 @@ import minprefix.lab.figures
 from minprefix import (BlockInputPrefixBlock, BlockInputPrefixGPT, PrefixBlock, PrefixGPT, SoftPromptGPT,
                        count_stored, count_trainable)
 from minprefix.methods import METHODS, count_markdown, count_table
-from minprefix.model import CausalSelfAttention, attention_mask
+from minprefix.model import CausalSelfAttention, attention_mask, extend
 from minprefix.params import GPT2_FAMILY, gpt2_config
 from minprefix.prefix import base_kv, prefix_attention_share
 from minprefix.prompted import MLP_HIDDEN
@@ -106,10 +106,14 @@ print(inspect.getsource(BlockInputPrefixBlock))
 # `PrefixBlock` needs no new attention code. The regular attention already accepts key/value rows
 # that come *before* the current tokens: that is the KV cache used in generation, where the past
 # tokens' keys and values are kept. A key/value prefix is simply a "past" of P tokens that never
-# existed. Here is the attention's forward, and the mask it uses when there are earlier rows:
+# existed. Here is the attention's forward; `extend`, which puts the earlier rows' keys and values
+# in front of the new ones (a prefix is concatenated; during generation the cache writes each new
+# token into room it reserved, instead of copying the whole past every token); and the mask it uses
+# when there are earlier rows:
 
 # %%
 print(inspect.getsource(CausalSelfAttention.forward))
+print(inspect.getsource(extend))
 print(inspect.getsource(attention_mask))
 
 # %% [markdown]

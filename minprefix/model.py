@@ -41,6 +41,9 @@ class KVCache:
 
     Each k and v has shape (B, n_head, S, head_dim). Generation fills it one token at a time
     so that each new token costs one row of work instead of a whole forward pass.
+    `reserve(n)` moves each layer's pair into buffers of n positions (`Reserved`): from then
+    on a new token's keys and values are written after the old ones, in place, instead of
+    torch.cat copying the whole past every token. A layer is still read as a (k, v) pair.
     """
 
     def __init__(self, n_layer: int):
@@ -50,6 +53,41 @@ class KVCache:
     def length(self) -> int:
         """Positions used so far: the longest layer (a layer without a prefix holds P rows fewer)."""
         return max((kv[0].size(2) for kv in self.layers if kv is not None), default=0)
+
+    def reserve(self, capacity: int):
+        """Room for `capacity` positions in every layer that holds keys and values (for generation)."""
+        self.layers = [kv if kv is None else Reserved.copy_of(kv, capacity) for kv in self.layers]
+
+
+class Reserved(tuple):
+    """A layer's (k, v): the first n positions of two buffers with room for more (no gradients)."""
+
+    def __new__(cls, k_buf: torch.Tensor, v_buf: torch.Tensor, n: int):
+        pair = super().__new__(cls, (k_buf[:, :, :n], v_buf[:, :, :n]))
+        pair.buffers, pair.n = (k_buf, v_buf), n
+        return pair
+
+    @classmethod
+    def copy_of(cls, kv, capacity: int) -> "Reserved":
+        k, v = kv
+        buffers = [t.new_empty(t.size(0), t.size(1), max(capacity, t.size(2)), t.size(3)) for t in (k, v)]
+        for buf, t in zip(buffers, (k, v)):
+            buf[:, :, : t.size(2)] = t
+        return cls(*buffers, k.size(2))
+
+
+def extend(past_kv, k, v):
+    """The keys and values attention sees: past_kv's rows, then this call's k and v (along dim 2).
+
+    A `Reserved` pair with room writes k and v after its rows, in place; anything else (a prefix,
+    a cache a reader built by hand) is concatenated.
+    """
+    if isinstance(past_kv, Reserved) and past_kv.n + k.size(2) <= past_kv.buffers[0].size(2):
+        (k_buf, v_buf), n = past_kv.buffers, past_kv.n
+        k_buf[:, :, n : n + k.size(2)] = k
+        v_buf[:, :, n : n + k.size(2)] = v
+        return Reserved(k_buf, v_buf, n + k.size(2))
+    return torch.cat([past_kv[0], k], dim=2), torch.cat([past_kv[1], v], dim=2)
 
 
 def attention_mask(n_query: int, n_key: int, device=None) -> torch.Tensor:
@@ -83,9 +121,8 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        if past_kv is not None:
-            k = torch.cat([past_kv[0], k], dim=2)  # (B, nh, S + T, hs)
-            v = torch.cat([past_kv[1], v], dim=2)
+        kv = (k, v) if past_kv is None else extend(past_kv, k, v)  # earlier rows first: (B, nh, S + T, hs)
+        k, v = kv
         dropout = self.dropout if self.training else 0.0
         if k.size(2) == T:  # no earlier rows: the plain causal triangle
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
@@ -95,7 +132,7 @@ class CausalSelfAttention(nn.Module):
             mask = attention_mask(T, k.size(2), device=x.device)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side
-        return self.resid_dropout(self.c_proj(y)), (k, v)
+        return self.resid_dropout(self.c_proj(y)), kv
 
 
 class MLP(nn.Module):
@@ -179,6 +216,7 @@ class Generator:
             raise ValueError(f"top_k must be at least 1 (1 is greedy), got {top_k}")
         cache = KVCache(self.config.n_layer)
         logits, _ = self(idx, cache=cache, **kw)
+        cache.reserve(cache.length + max_new_tokens)  # later tokens write into it in place
         done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
         for step in range(max_new_tokens):
             next_id = self.pick(logits[:, -1, :], temperature, top_k)  # (B, 1)

@@ -89,13 +89,14 @@ class _PrefixGPT(PromptedGPT):
         """
         start = self.start(cache)
         check_ids(idx, self.config, extra=start)
-        if prompt is None:
+        first = cache is None or cache.length == 0  # later calls find the prefix in the cache
+        if prompt is None and first:
             prompt = self.prompt()
             prompt = prompt.expand(idx.size(0), *prompt.shape)
         x = self.base.embed(self.base.wte(idx), start)  # tokens take positions P, P+1, ...
         for i, block in enumerate(self.prefix_blocks):
-            past = None if cache is None or cache.length == 0 else cache.layers[i]
-            extra = (prompt[:, i],) if i in self.wearing else ()  # a plain block takes no prefix
+            past = None if first else cache.layers[i]
+            extra = (prompt[:, i] if first else None,) if i in self.wearing else ()  # a plain block takes none
             x, kv = run_block(self.base, block, x, *extra, past)
             if cache is not None:
                 cache.layers[i] = kv

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from helpers import TOK, tiny_base, tiny_config
 
+from minprefix.methods import METHODS
 from minprefix.model import PAD_ID, CausalSelfAttention, KVCache, attention_mask, pick_device
 
 
@@ -254,3 +255,42 @@ def test_pick_device_names_the_valid_devices():
     for name in ("gpu", "cuda0", "CPU", "cuda:x"):
         with pytest.raises(ValueError, match=f"unknown device '{name}': use cpu, cuda, cuda:N .* or mps"):
             pick_device(name)
+
+
+@torch.no_grad()
+def test_a_reserved_cache_writes_new_rows_in_place_and_reads_like_concatenation():
+    """KVCache.reserve: later rows go into one buffer (no copy of the past), read as torch.cat would give them."""
+    from minprefix.model import Reserved, extend
+
+    g = torch.Generator().manual_seed(0)
+    k, v = torch.randn(2, 2, 3, 4, generator=g), torch.randn(2, 2, 3, 4, generator=g)
+    cache = KVCache(2)
+    cache.layers[0] = (k, v)
+    cache.reserve(6)
+    assert cache.layers[1] is None and isinstance(cache.layers[0], Reserved) and cache.length == 3
+    past, buffer = cache.layers[0], cache.layers[0].buffers[0].data_ptr()
+    for n in (1, 2):  # two rows, then a step of two more (room for 6: 3 + 1 + 2)
+        new_k, new_v = torch.randn(2, 2, n, 4, generator=g), torch.randn(2, 2, n, 4, generator=g)
+        got = extend(past, new_k, new_v)
+        assert isinstance(got, Reserved) and got[0].data_ptr() == buffer  # the same buffer: nothing copied
+        assert torch.equal(got[0], torch.cat([past[0], new_k], 2)) and torch.equal(got[1], torch.cat([past[1], new_v], 2))
+        past = got
+    full = extend(past, new_k, new_v)  # no room left: concatenated, not written past the buffer
+    assert not isinstance(full, Reserved) and full[0].size(2) == 8
+    assert torch.equal(k, cache.layers[0][0])  # the rows reserved first are untouched
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+@torch.no_grad()
+def test_every_method_generates_with_the_reserved_cache_what_full_forwards_give(method):
+    """Token for token: generate (a reserved cache, in place) against a fresh full forward per token, float64."""
+    base = tiny_base(seed=3).double()
+    with torch.no_grad():  # spread the logits out so argmax is not decided by rounding
+        base.wte.weight.mul_(20)
+    model = METHODS[method].build(base, 4, seed=0).double().eval()
+    prompt = torch.randint(2, 104, (2, 5), generator=torch.Generator().manual_seed(4))
+    out, expected = model.generate(prompt, 12, top_k=1), prompt
+    for _ in range(12):
+        logits, _ = model(expected)
+        expected = torch.cat([expected, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(out, expected)

@@ -180,3 +180,19 @@ def test_a_method_too_big_is_refused_with_its_estimate_before_building(monkeypat
     with pytest.raises(ValueError, match=r"prefix-mlp would train [\d,]+ numbers \(16 GiB in float32.*"
                                          r"over the cap of 2\*\*31"):
         build_method(base, TOK, quick("prefix-mlp", reparam_dim=65536, hidden=65536))
+
+
+@pytest.mark.slow  # about a minute: torch.compile compiles forward and backward on the CPU
+def test_a_compiled_run_gives_the_eager_runs_losses_and_prompt():
+    """--compile changes how the step runs, not what it computes: the same losses, dev scores and greedy tokens."""
+    base = tiny_base()
+    runs = {c: tune(base, TOK, quick("prefix-mlp", steps=6, eval_every=3, compile=c), progress=False)
+            for c in (False, True)}
+    (eager, eager_history), (compiled, compiled_history) = runs[False], runs[True]
+    for a, b in zip(eager_history, compiled_history, strict=True):
+        assert a["dev_exact_match"] == b["dev_exact_match"]
+        for key in ("dev_loss", "train_loss"):
+            if a[key] is not None:
+                assert b[key] == pytest.approx(a[key], rel=1e-4), key
+    prompt = torch.tensor([TOK.encode("'abcd': ")])
+    assert torch.equal(eager.generate(prompt, 6, top_k=1), compiled.generate(prompt, 6, top_k=1))

@@ -34,6 +34,7 @@ class BenchConfig:
     gen_prompt: int = arg(20, "prompt tokens when generating", low=1, high=4096)
     gen_new: int = arg(100, "new tokens when generating", low=1, high=4096)
     bf16: bool = arg(False, "bf16 autocast (CUDA only)")
+    compile: bool = arg(False, "also time every training step compiled (torch.compile), and the compile time")
 
     def __post_init__(self):
         validate(self)
@@ -145,6 +146,27 @@ def print_profile(p: dict):
     print("\n" + table(["ms per step (profiler, CPU time)"] + names + [f"{n} / full" for n in names[1:]], rows))
 
 
+def compiled_steps(cfg: BenchConfig, base, batch, eager_steps: dict, device) -> dict:
+    """The training steps of run_bench compiled, timed interleaved with the eager ones: ratios, compile time, break-even."""
+    steps, compile_s = {}, {}
+    for method in (FULL, PREFIX_MLP, SOFT):
+        model = method.build(base, cfg.prompt_len).to(device)
+        model.compile()  # nn.Module.compile: calling the model now runs the compiled forward
+        steps[method.name] = train_step(model, batch, cfg.bf16, device)[0]
+        sync(device)
+        t0 = time.perf_counter()
+        steps[method.name]()  # the first call compiles forward and backward
+        sync(device)
+        compile_s[method.name] = time.perf_counter() - t0
+    both = interleaved({**{f"eager {n}": s for n, s in eager_steps.items()}, **steps}, cfg.repeats, cfg.warmup, device)
+    t, eager = {n: both[n] for n in steps}, {n: both[f"eager {n}"] for n in steps}
+    saved = {n: eager[n] - t[n] for n in t}  # seconds a compiled step saves
+    return {"seconds_per_step": t, "eager_seconds_per_step": eager, "compile_seconds": compile_s,
+            "prefix_over_full_step": t[PREFIX_MLP.name] / t[FULL.name], "soft_over_full_step": t[SOFT.name] / t[FULL.name],
+            "speedup": {n: eager[n] / t[n] for n in t},
+            "break_even_steps": {n: compile_s[n] / saved[n] if saved[n] > 0 else None for n in t}}
+
+
 def greedy_no_cache(model, idx, n):
     """Greedy decoding by a whole forward pass per new token: what the KV cache saves."""
     for _ in range(n):
@@ -194,6 +216,9 @@ def run_bench(cfg: BenchConfig, device="cpu", peft_too=True, progress=print, pro
                                        max(1, cfg.repeats // 3), device)
     if profile:
         result["profile_ms_per_step"] = result_profile
+    if cfg.compile:
+        progress("compiling the same steps (torch.compile) and timing them")
+        result["compiled"] = compiled_steps(cfg, base, batch, {name: s[0] for name, s in steps.items()}, device)
     result.update(generate_tokens_per_s=cached, generate_cache_speedup=cached / uncached,
                   generate_cache_same_tokens=bool(torch.equal(out, out2)))
     if peft_too:
@@ -269,9 +294,17 @@ def print_table(r: dict):
             ("minprefix prefix step / PEFT prefix step", "minprefix_over_peft_prefix_step", "at most 0.70"),
             ("greedy tokens/s, minprefix / transformers+PEFT", "generate_speedup_vs_peft", "at least 2"),
             ("greedy tokens/s, KV cache / no cache", "generate_cache_speedup", "")]
-    print("\n" + table([f"ratio ({r['device']})", "measured", "goal"],
-                        [[label, f"{r[key]:.2f}" if key in r else f"skipped: {r.get('peft_skipped', '')}", goal]
+    c = r.get("compiled", {})
+    print("\n" + table([f"ratio ({r['device']})", "measured"] + (["compiled"] if c else []) + ["goal"],
+                        [[label, f"{r[key]:.2f}" if key in r else f"skipped: {r.get('peft_skipped', '')}"]
+                         + ([f"{c[key]:.2f}" if key in c else "-"] if c else []) + [goal]
                          for label, key, goal in rows]))
+    if c:
+        print("\n" + table(["compiled step", "eager ms", "compiled ms", "speed-up", "compile s", "pays after steps"],
+                            [[name, f"{1000 * c['eager_seconds_per_step'][name]:.1f}", f"{1000 * t:.1f}",
+                              f"{c['speedup'][name]:.2f}", f"{c['compile_seconds'][name]:.1f}",
+                              f"{c['break_even_steps'][name]:.0f}" if c["break_even_steps"][name] else "never"]
+                             for name, t in c["seconds_per_step"].items()]))
     ms = {k: f"{1000 * v:.1f} ms" for k, v in r["seconds_per_step"].items()}
     print(f"\nsteps: {ms}; same tokens with and without the cache: {r['generate_cache_same_tokens']}"
           + (f"; same tokens as transformers+PEFT: {r['generate_same_tokens_as_peft']}"

@@ -57,6 +57,8 @@ class CompareConfig:
     n_test: int = arg(200, "test examples per task (at most)", low=1, high=10_000)
     search_steps: int = arg(40, "steps of the discrete prompt search", low=1)
     workers: int = arg(2, "processes that run cells at once", low=1, high=64)
+    compile: bool = arg(False, "torch.compile each run's training step (pays on long runs on a GPU; not on the "
+                        "tiny world's short CPU runs: see `minprefix bench --compile`)")
     tolerance: float = arg(SweepConfig().tolerance, "converged: the best-so-far dev score rose at most this over "
                            "the last quarter of the steps", low=0.0, high=1.0)
     tasks: tuple = tuple(f"bare-{t}" for t in PRETRAIN_TASKS) + COMPOSED_TASKS
@@ -89,7 +91,7 @@ def tune_config(cfg: CompareConfig, method: str, task: str, seed: int, **kw) -> 
         kw["init_text"] = instruction(task)
     return TuneConfig(method=method, task=task, seed=seed, lr=METHODS[method].lr,
                       steps=cfg.steps or METHODS[method].steps, eval_every=cfg.eval_every, n_dev=cfg.n_dev,
-                      stop_at=cfg.stop_at, **kw)
+                      stop_at=cfg.stop_at, compile=cfg.compile, **kw)
 
 
 def study_configs(cfg: CompareConfig) -> dict[str, list[TuneConfig]]:

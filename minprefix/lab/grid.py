@@ -87,7 +87,7 @@ def adopt(path, earlier) -> int:
     return len(new)
 
 
-LATER_FIELDS = {"stop_at": None}  # TuneConfig fields added after results were stored, and their defaults
+LATER_FIELDS = {"stop_at": None, "compile": False}  # TuneConfig fields added after results were stored, and their defaults
 
 
 def config_key(config: dict) -> str:
