@@ -182,11 +182,11 @@ def test_a_method_too_big_is_refused_with_its_estimate_before_building(monkeypat
         build_method(base, TOK, quick("prefix-mlp", reparam_dim=65536, hidden=65536))
 
 
-@pytest.mark.slow  # about a minute: torch.compile compiles forward and backward on the CPU
+@pytest.mark.slow  # under a minute with a cold compile cache: torch.compile compiles forward and backward
 def test_a_compiled_run_gives_the_eager_runs_losses_and_prompt():
     """--compile changes how the step runs, not what it computes: the same losses, dev scores and greedy tokens."""
     base = tiny_base()
-    runs = {c: tune(base, TOK, quick("prefix-mlp", steps=6, eval_every=3, compile=c), progress=False)
+    runs = {c: tune(base, TOK, quick("prefix-mlp", steps=4, eval_every=2, n_train=1, compile=c), progress=False)
             for c in (False, True)}
     (eager, eager_history), (compiled, compiled_history) = runs[False], runs[True]
     for a, b in zip(eager_history, compiled_history, strict=True):
