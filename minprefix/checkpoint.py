@@ -110,10 +110,13 @@ def unpack(obj, tensors: dict):
     return obj
 
 
+HOW = {"compile"}  # how a step runs, not what it computes: a run resumes with or without it (older ones lack it)
+
+
 def differences(old_config: dict, old_depends: dict, config: dict, depends: dict) -> list[str]:
     """Each flag or input in which a checkpoint's run differs from this one, said in one phrase."""
     said = [f"{flag(k)} {old_config.get(k)!r} (checkpoint) vs {config.get(k)!r} (now)"
-            for k in sorted(set(old_config) | set(config)) if old_config.get(k) != config.get(k)]
+            for k in sorted((set(old_config) | set(config)) - HOW) if old_config.get(k) != config.get(k)]
     old, new = old_depends.get("base"), depends.get("base")
     if old != new:
         said.append(f"--base: fingerprint {old} (checkpoint) vs {new} (now)")

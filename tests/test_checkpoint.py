@@ -132,3 +132,12 @@ def test_any_interrupted_run_resumes_to_the_uninterrupted_one(method, stop_at, e
     strip = lambda hs: [{k: v for k, v in h.items() if k not in ("time", "scoring_time")} for h in hs]  # noqa: E731
     assert strip(history) == strip(whole_history)
     assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), whole.state_dict().values()))
+
+
+def test_compile_is_how_a_step_runs_so_a_resume_may_switch_it_or_find_it_missing():
+    from minprefix.checkpoint import differences
+
+    old = {"steps": 10, "lr": 0.1}  # a checkpoint written before --compile existed
+    assert differences(old, {}, {**old, "compile": True}, {}) == []
+    assert differences({**old, "compile": False}, {}, {**old, "compile": True}, {}) == []
+    assert differences(old, {}, {**old, "lr": 0.2, "compile": False}, {}) != []  # a real difference is still named
