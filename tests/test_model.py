@@ -294,3 +294,17 @@ def test_every_method_generates_with_the_reserved_cache_what_full_forwards_give(
         logits, _ = model(expected)
         expected = torch.cat([expected, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
     assert torch.equal(out, expected)
+
+
+@torch.no_grad()
+def test_generate_appends_each_new_token_into_the_reserved_buffers(monkeypatch):
+    """After the prompt, every layer's keys and values of every new token go into a Reserved pair, never torch.cat."""
+    import minprefix.model as model_module
+
+    seen, extend = [], model_module.extend
+    monkeypatch.setattr(model_module, "extend", lambda past, k, v: seen.append(type(past)) or extend(past, k, v))
+    model = METHODS["prefix-mlp"].build(tiny_base(), 4, seed=0).eval()
+    model.generate(torch.randint(2, 104, (1, 5), generator=torch.Generator().manual_seed(0)), 6, top_k=1)
+    n_layer = model.config.n_layer
+    assert seen[:n_layer] == [tuple] * n_layer  # the prompt: the prefix rows, concatenated once
+    assert seen[n_layer:] == [model_module.Reserved] * (5 * n_layer)  # 5 more forwards for 6 tokens

@@ -31,3 +31,23 @@ def test_bench_table_and_a_bad_width(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--d-model", "30", "--n-head", "4"])
     assert "--d-model 30 must be divisible by --n-head 4" in capsys.readouterr().err
+
+
+def test_the_compiled_columns_print_beside_the_eager_ones_and_never_for_a_step_that_saves_nothing(capsys):
+    """print_table with a `compiled` entry (the shape compiled_steps returns; compiling itself is tested in test_train)."""
+    from minprefix.lab.bench import print_table
+
+    names = ("full", "prefix-mlp", "soft")
+    r = {"device": "cpu", "prefix_over_full_step": 0.8, "soft_over_full_step": 0.85, "prefix_over_full_peak_mem": 0.7,
+         "generate_cache_speedup": 3.0, "seconds_per_step": dict.fromkeys(names, 1.0),
+         "generate_cache_same_tokens": True, "peft_skipped": "peft is not installed",
+         "compiled": {"prefix_over_full_step": 0.72, "soft_over_full_step": 0.81,
+                      "seconds_per_step": {"full": 1.1, "prefix-mlp": 0.5, "soft": 0.9},
+                      "eager_seconds_per_step": dict.fromkeys(names, 1.0), "compile_seconds": dict.fromkeys(names, 5.0),
+                      "speedup": {"full": 1 / 1.1, "prefix-mlp": 2.0, "soft": 1 / 0.9},
+                      "break_even_steps": {"full": None, "prefix-mlp": 10.0, "soft": 50.0}}}
+    print_table(r)
+    out = capsys.readouterr().out
+    assert "| prefix step / full fine-tuning step | 0.80 | 0.72 | at most 0.70 |" in out, out
+    assert "| full | 1000.0 | 1100.0 | 0.91 | 5.0 | never |" in out, out
+    assert "| prefix-mlp | 1000.0 | 500.0 | 2.00 | 5.0 | 10 |" in out, out
