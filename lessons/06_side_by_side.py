@@ -86,7 +86,12 @@ print(f"base: {N_BASE:,} parameters")
 # (trained directly, or as the output of a network while training: Li & Liang's MLP of lesson 5 for
 # the prefixes, P-tuning's prompt encoder of lesson 3 for the soft prompt; such a method is named
 # after its direct one, plus `-mlp`). Full fine-tuning, where every weight of
-# a copy of the base trains, is the reference. Each method runs at its own default learning rate:
+# a copy of the base trains, is the reference. Each method runs at its own default learning rate,
+# the one `minprefix sweep` chose: it tries rates a factor of about 3 apart (..., 0.001, 0.003, 0.01,
+# ...) with three seeds each, scores a rate by its mean best dev exact match (a diverged run counts
+# 0), and adds the next rate out while the best sits at the smallest or the largest rate tried, since
+# a best at an end may be the start of a slope that keeps rising. Exercise 6.2 asks you to write that
+# rule.
 
 # %%
 for m in METHODS.values():
@@ -216,7 +221,7 @@ print(table(header, [[m, conv[(m, TASKS[0])]["steps"]] + [x for t in TASKS for c
 #
 # Each method has two sizes: what trains while tuning, and what is stored afterwards (the merged rows;
 # for full fine-tuning, every weight). The share of the base is the trainable count divided by the
-# base's parameter count; exercise 6.2 asks you to compute it from a model. Plotting the stored
+# base's parameter count. Plotting the stored
 # grid's mean dev exact match against each size, on a log scale:
 
 # %%
@@ -492,8 +497,9 @@ print(f"\nthis notebook ran in {time.time() - T0:.0f} s ({time.process_time() - 
 #
 # - **6.1 `wilson_interval(p, n, z)`**: the Wilson score interval, derived from the inequality in its
 #   docstring; `(0.0, 1.0)` for `n == 0`. Reread "How sure is a score?".
-# - **6.2 `trainable_share(model, base)`**: the numbers that train in a model as a fraction of the
-#   base's parameters, each parameter counted once. Reread "Quality against size".
+# - **6.2 `pick_learning_rate(dev_by_lr)`**: the rate a sweep settles on (the best mean over seeds,
+#   a diverged run as 0, a tie to the smaller rate), or a `ValueError` saying which way to widen when
+#   the best is at an end of the rates tried. Reread "Every method, two tasks".
 #
 # Check them from the repository root (not from this notebook: the untouched stubs raise
 # `NotImplementedError`):

@@ -117,7 +117,8 @@ def cmd_pretrain(args):
     check_writable(args.out, folder=True)
     model = pretrain(cfg, args.run_dir, distributed.setup(pick_device(args.device)))
     if distributed.is_main():
-        save_base(model.cpu(), args.out, {"pretrain": {"steps": cfg.steps, "seed": cfg.seed}})
+        recipe = {"steps": cfg.steps, "seed": cfg.seed, "task_weights": cfg.task_weights}
+        save_base(model.cpu(), args.out, {"pretrain": recipe})
         print(f"saved the base to {args.out}")
 
 
@@ -248,7 +249,9 @@ def _grid_command(args, name, config_cls, quick, run, markdown, plot, runs_defau
     runs = Path(args.run_dir or (f"runs/{name}-quick" if args.quick else runs_default))
     check_writable(out, folder=True)
     if args.from_file:
-        print(f"{adopt(runs / 'results.json', args.from_file)} finished runs taken from {args.from_file}")
+        added, other = adopt(runs / "results.json", args.from_file, fingerprint(base))
+        print(f"{added} finished runs taken from {args.from_file}"
+              + (f" ({other} left out: measured on another base)" if other else ""))
     data = run(base, tok, cfg, runs / "results.json", pick_device(args.device))
     atomic_write_text(out / f"{name}.json", json.dumps(compact(data)))
     atomic_write_text(out / f"{name}.md", markdown(data))

@@ -19,6 +19,7 @@ from minprefix.prefix import BlockInputPrefixGPT, PrefixBlock, PrefixGPT, rows_t
 from minprefix.prompted import DirectPrefix, MLPPrefix
 from minprefix.soft_prompt import SoftPromptGPT
 from minprefix.train import LoopConfig, Run, optimize
+from minprefix.lab.sweep import pick_learning_rate
 from minprefix.scoring import exact_match, wilson_interval
 
 EXERCISES = Path(__file__).resolve().parents[1] / "lessons" / "exercises"
@@ -33,14 +34,20 @@ def close(a, b, atol=1e-5) -> bool:
     return isinstance(a, torch.Tensor) and a.shape == b.shape and torch.allclose(a, b, atol=atol, rtol=0)
 
 
+V, B, P, T = 23, 3, 6, 7  # the checks' vocabulary, batch, prompt or prefix length, tokens
+
+
 def tiny_base(seed=0, **kw) -> GPT:
     """A small random GPT in float64 whose LayerNorms and biases are random too.
 
     A fresh GPT's LayerNorms are identities and its biases zero, so on it ln_1, ln_2 and ln_f are
-    interchangeable, and a forgotten bias goes unseen: a whole class of mistakes would pass.
+    interchangeable, and a forgotten bias goes unseen: a whole class of mistakes would pass. And no
+    two roles share a size: 3 layers, the 2 of (keys, values), 4 heads of 5 numbers (d_model 20), a
+    vocabulary of 23; the checks use batches of 3, prompts and prefixes of 6, 7 tokens. So a swap of
+    two axes (layers and heads, keys-and-values and batch, P and head_dim) changes a shape.
     """
     torch.manual_seed(seed)
-    config = dict(vocab_size=20, block_size=24, n_layer=2, n_head=2, d_model=8) | kw
+    config = dict(vocab_size=V, block_size=29, n_layer=3, n_head=4, d_model=20) | kw
     model = GPT(GPTConfig(**config)).double()
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -128,31 +135,73 @@ def check_ex2_2(rank_candidates):
 
 def check_ex3_1(soft_prompt_logits):
     base = tiny_base()
-    idx = torch.randint(0, 20, (2, 5), generator=torch.Generator().manual_seed(2))
-    ids = [3, 14, 7]
-    got = soft_prompt_logits(base, base.wte.weight[ids].clone(), idx)  # rows that are real tokens' embeddings
-    want = base(torch.cat([torch.tensor([ids] * 2), idx], dim=1))[0][:, len(ids):]  # oracle: prepend the tokens
+    idx = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(2))
+    ids = [3, 14, 7, 21, 0, 9]
+    rows = base.wte.weight[ids].clone()  # rows that are real tokens' embeddings
+    seen = []  # what the learner's code feeds into the first block, for a hint that names the first wrong position
+    hook = base.blocks[0].register_forward_pre_hook(lambda m, a: seen.append(a[0]))
+    try:
+        got = soft_prompt_logits(base, rows, idx)
+    finally:
+        hook.remove()
+    want = base(torch.cat([torch.tensor([ids] * B), idx], dim=1))[0][:, len(ids):]  # oracle: prepend the tokens
     expect(isinstance(got, torch.Tensor) and got.shape == want.shape,
            f"logits are {tuple(getattr(got, 'shape', ()))}, expected {tuple(want.shape)}: one row per real token")
-    expect(close(got, want), "logits differ from prepending the prompt's own tokens: do the tokens take positions "
-           "P, P+1, ... (after the prompt's 0..P-1), and are the prompt's own outputs dropped?")
-    rows = torch.randn(4, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    if not close(got, want):
+        x = torch.cat([rows.expand(B, -1, -1), base.wte(idx)], dim=1)
+        right = x + base.wpe(torch.arange(P + T))
+        tokens_from_0 = x + torch.cat([base.wpe(torch.arange(P)), base.wpe(torch.arange(T))])
+        if seen and seen[0].shape == right.shape and not close(seen[0], right):
+            expect(not close(seen[0], tokens_from_0), "the tokens took positions 0..T-1: after P prompt rows they "
+                   "are at P..P+T-1 (position P + t for token t)")
+            i = int((seen[0] - right).abs().amax(dim=(0, 2)).gt(1e-9).nonzero()[0])
+            expect(False, f"the first block's input differs first at position {i}, " +
+                   (f"prompt row {i}: it should be rows[{i}] + wpe[{i}]" if i < P else
+                    f"token {i - P}: it should be wte(idx[:, {i - P}]) + wpe[{i}]"))
+        expect(not seen or seen[0].shape == right.shape, f"the first block gets {tuple(seen[0].shape)}, expected "
+               f"(B, P + T, C) = {tuple(right.shape)}: the prompt's rows in front of every row's token embeddings")
+        expect(False, "the first block's input is right but the logits are not: run every block in order, then "
+               "base.head (ln_f and the tied output layer), and drop the prompt's P rows")
+    rows = torch.randn(P, base.config.d_model, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     expect(close(soft_prompt_logits(base, rows, idx), SoftPromptGPT.from_embeddings(base, rows)(idx)[0]),
            "with free rows, the logits differ from minprefix's SoftPromptGPT")
+    n = base.config.block_size
+    full = torch.randint(0, V, (1, n - P), generator=torch.Generator().manual_seed(4))  # P + T = n exactly
+    expect(soft_prompt_logits(base, rows, full).shape == (1, n - P, V),
+           f"P + T equal to the context ({n}) fits: every position has a row of the position table")
+    expect_value_error(lambda: soft_prompt_logits(base, rows, torch.cat([full, full[:, :1]], dim=1)),
+                       f"P + T = {n + 1} is past the context (block_size {n}): the position table has no row there")
 
 
 def check_ex3_2(mixed_batch_logits):
     base = tiny_base()
     g = torch.Generator().manual_seed(4)
-    prompts = {name: torch.randn(3, 8, dtype=torch.float64, generator=g) for name in "abc"}
-    idx = torch.randint(0, 20, (4, 5), generator=g)
+    C = base.config.d_model
+    prompts = {name: torch.randn(P, C, dtype=torch.float64, generator=g) for name in "abc"}
     tasks = ["b", "a", "c", "b"]
+    idx = torch.randint(0, V, (len(tasks), T), generator=g)
     got = mixed_batch_logits(base, prompts, idx, tasks)
-    expect(isinstance(got, torch.Tensor) and got.shape == (4, 5, 20), "mixed logits must be (B, T, V)")
+    expect(isinstance(got, torch.Tensor) and got.shape == (len(tasks), T, V), "mixed logits must be (B, T, V)")
     for b, task in enumerate(tasks):  # the oracle: each row alone, with its own prompt
         alone = SoftPromptGPT.from_embeddings(base, prompts[task])(idx[b : b + 1])[0]
         expect(close(got[b : b + 1], alone), f"row {b} ({task!r}) differs from running it alone with prompt "
                f"{task!r}: is each row's prompt picked by tasks[b]?")
+    uneven = {**prompts, "d": torch.randn(P - 1, C, dtype=torch.float64, generator=g)}
+    for bad, args in [("three tasks for four rows", (prompts, idx, tasks[:3])),
+                      ("a task with no prompt ('z')", (prompts, idx, ["a", "z", "b", "c"])),
+                      (f"prompts of {P} and {P - 1} rows", (uneven, idx, ["a", "d", "a", "d"]))]:
+        expect_value_error(lambda args=args: mixed_batch_logits(base, *args), bad)
+
+
+def expect_value_error(call, what: str):
+    """The call must raise ValueError: a clear error, not a silent answer nor an error from inside torch."""
+    try:
+        call()
+    except ValueError:
+        return
+    except Exception as e:
+        expect(False, f"{what}: raise ValueError saying so, not {type(e).__name__}: {e}")
+    expect(False, f"{what}: you returned an answer; raise ValueError saying what is wrong")
 
 
 def soft_prompt_batches(n: int = 4) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -160,7 +209,7 @@ def soft_prompt_batches(n: int = 4) -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(5)
     batches = []
     for _ in range(n):
-        idx, targets = torch.randint(0, 20, (3, 6), generator=g), torch.randint(0, 20, (3, 6), generator=g)
+        idx, targets = torch.randint(0, V, (B, T), generator=g), torch.randint(0, V, (B, T), generator=g)
         targets[:, :3] = -1
         batches.append((idx, targets))
     return batches
@@ -179,7 +228,7 @@ def check_ex3_3(train_soft_prompt):
     base = tiny_base()
     before = {k: v.clone() for k, v in base.state_dict().items()}
     batches = soft_prompt_batches()
-    model, oracle = SoftPromptGPT(base, 3, seed=1), SoftPromptGPT(base, 3, seed=1)
+    model, oracle = SoftPromptGPT(base, P, seed=1), SoftPromptGPT(base, P, seed=1)
     got = train_soft_prompt(model, batches, 0.05)
     want = library_steps(oracle, batches, 0.05)
     expect(isinstance(got, list) and len(got) == len(batches) and all(isinstance(x, float) for x in got),
@@ -203,8 +252,8 @@ def check_ex4_1(prefix_block):
     base = tiny_base()
     block, c = base.blocks[0], base.config
     g = torch.Generator().manual_seed(5)
-    x = torch.randn(2, 5, 8, dtype=torch.float64, generator=g)
-    kv = torch.randn(2, 2, c.n_head, 3, c.head_dim, dtype=torch.float64, generator=g)
+    x = torch.randn(B, T, c.d_model, dtype=torch.float64, generator=g)
+    kv = torch.randn(B, 2, c.n_head, P, c.head_dim, dtype=torch.float64, generator=g)
     seen = {}  # what the learner's code fed into the block's projections, for a hint that points at the step
     hooks = [block.attn.c_attn.register_forward_pre_hook(lambda m, a: seen.setdefault("h", a[0])),
              block.attn.c_proj.register_forward_pre_hook(lambda m, a: seen.setdefault("y", a[0]))]
@@ -225,8 +274,7 @@ def check_ex4_1(prefix_block):
         expect("h" not in seen or close(seen["h"], parts["h"]), "the input of attn.c_attn differs from ln_1(x): "
                "is the first LayerNorm block.ln_1, applied to x?")
         if "y" in seen and not close(seen["y"], parts["y"]):
-            B, T, C = x.shape
-            diff = (seen["y"] - parts["y"]).abs().view(B, T, c.n_head, c.head_dim).amax(dim=(0, 3))  # (T, n_head)
+            diff = (seen["y"] - parts["y"]).abs().view(*x.shape[:2], c.n_head, c.head_dim).amax(dim=(0, 3))  # (T, nh)
             t, head = (int(i) for i in (diff > 1e-6).nonzero()[0])  # the first token, then head, that differs
             expect(False, f"the attention output (the input of attn.c_proj) differs first at token {t}, head {head}: "
                    "split q, k, v into heads with view(B, T, n_head, head_dim).transpose(1, 2) (not reshape(B, "
@@ -257,14 +305,17 @@ def _explicit_prefix_block(block, x, kv, c, top_left=False):
 
 def check_ex4_2(rows_to_kv):
     base = tiny_base()
-    rows = torch.randn(3, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    c = base.config
+    rows = torch.randn(P, c.d_model, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
     got = rows_to_kv(base.blocks[1], rows)
-    expect(isinstance(got, torch.Tensor) and got.shape == (2, 2, 3, 4), "keys and values must be (2, n_head, P, "
-           f"head_dim) = (2, 2, 3, 4), got {tuple(getattr(got, 'shape', ()))}")
-    hidden = torch.stack([torch.zeros(3, 8, dtype=torch.float64), rows])  # rows at block 1 only (block 0: zeros)
+    want_shape = (2, c.n_head, P, c.head_dim)
+    expect(isinstance(got, torch.Tensor) and got.shape == want_shape, "keys and values must be (2, n_head, P, "
+           f"head_dim) = {want_shape}, got {tuple(getattr(got, 'shape', ()))}")
+    hidden = torch.zeros(c.n_layer, P, c.d_model, dtype=torch.float64)
+    hidden[1] = rows  # rows at block 1 only (the others: zeros)
     as_block_input = BlockInputPrefixGPT.from_hidden(base, hidden)
-    kv = torch.stack([rows_to_kv(base.blocks[0], hidden[0]), got])
-    idx = torch.randint(0, 20, (2, 6), generator=torch.Generator().manual_seed(7))
+    kv = torch.stack([got if i == 1 else rows_to_kv(block, hidden[i]) for i, block in enumerate(base.blocks)])
+    idx = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(7))
     expect(close(PrefixGPT.from_kv(base, kv)(idx)[0], as_block_input(idx)[0]),  # oracle: the block-input view
            "a key/value prefix of these keys and values differs from the block-input prefix of the rows: "
            "did you apply ln_1 first, and take the key (second) and value (third) parts of c_attn?")
@@ -272,13 +323,13 @@ def check_ex4_2(rows_to_kv):
 
 def check_ex4_3(prefix_cache):
     base = tiny_base()
-    idx = torch.randint(0, 20, (3, 5), generator=torch.Generator().manual_seed(6))
+    idx = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(6))
     for layers in ("all", "top"):
-        model = PrefixGPT(base, 4, init="random", seed=3, layers=layers)
+        model = PrefixGPT(base, P, init="random", seed=3, layers=layers)
         cache = prefix_cache(model, idx.size(0))
         expect(isinstance(cache, KVCache) and len(cache.layers) == base.config.n_layer,
                f"return a KVCache of {base.config.n_layer} layers, got {type(cache).__name__}")
-        want_shape = (idx.size(0), base.config.n_head, 4, base.config.head_dim)  # (B, n_head, P, head_dim)
+        want_shape = (idx.size(0), base.config.n_head, P, base.config.head_dim)  # (B, n_head, P, head_dim)
         shapes = {tuple(t.shape) for kv in cache.layers if kv is not None for t in kv}
         expect(shapes == {want_shape}, f"the cached keys and values have shapes {sorted(shapes)}; each must be "
                f"(batch_size, n_head, P, head_dim) = {want_shape} (repeat the prefix for every row of the batch)")
@@ -316,17 +367,19 @@ def check_ex5_1(cls):
 
 def check_ex5_2(merge):
     base = tiny_base()
-    model = PrefixGPT(base, 3, reparam_dim=4, hidden=6, seed=1)
+    model = PrefixGPT(base, P, reparam_dim=7, hidden=9, seed=1)
     merged = merge(model)
     expect(merged is not model and isinstance(model.rows, MLPPrefix),
            "merge must return a new model and leave the one it is given as it was (its rows still an MLPPrefix)")
     expect(type(merged) is PrefixGPT and merged.base is base, "merge must return a PrefixGPT on the same base")
     expect(isinstance(merged.rows, DirectPrefix) and not isinstance(merged.rows, MLPPrefix),
            "merged rows must be a DirectPrefix: the MLP is not kept")
-    expect(count_trainable(merged) == 3 * 2 * 2 * 8, "the merged model must hold only the P x 2*L*d rows")
-    idx = torch.randint(0, 20, (2, 6), generator=torch.Generator().manual_seed(8))
+    c = base.config
+    expect(count_trainable(merged) == P * 2 * c.n_layer * c.d_model, "the merged model must hold only the "
+           "P x 2*L*d rows")
+    idx = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(8))
     expect(close(merged(idx)[0], model(idx)[0], atol=1e-8), "merged logits differ from the MLP model's")
-    top = PrefixGPT(base, 3, reparam_dim=4, hidden=6, seed=2, layers="top")  # a prefix on the top half only
+    top = PrefixGPT(base, P, reparam_dim=7, hidden=9, seed=2, layers="top")  # a prefix on the top half only
     expect(close(merge(top)(idx)[0], top(idx)[0], atol=1e-8), "merging a prefix worn on the top layers only "
            "gives other logits: does the merged model keep the layers it is worn on (model.layers)?")
 
@@ -355,14 +408,37 @@ def _score_interval_by_bisection(p, n, z=1.96):
     return (0.0 if inside(0.0) else edge(p, 0.0)), (1.0 if inside(1.0) else edge(p, 1.0))
 
 
-def check_ex6_2(trainable_share):
-    base = tiny_base()
-    model = PrefixGPT(base, 3)
-    want = 3 * 2 * 2 * 8 / sum(p.numel() for p in base.parameters())
-    got = trainable_share(model, base)
-    expect(isinstance(got, float) and abs(got - want) < 1e-12,
-           f"share is {got}, expected {want:.6f} = prefix numbers / base parameters "
-           "(count only requires_grad parameters, each once)")
+def check_ex6_2(pick_learning_rate):
+    # each case: scores (rates deliberately out of order), the answer worked out by hand, what it catches
+    cases = [
+        ({0.03: [0.4, 0.2], 0.003: [0.2, 0.3], 0.01: [0.5, 0.6]}, 0.01, "the best mean, with the rates out of order"),
+        ({1.0: [0.1, 0.1], 3.0: [0.95, 0.05], 10.0: [0.6, 0.6], 30.0: [0.2, 0.2]}, 10.0,
+         "the mean over seeds, not the best seed: 3's mean is 0.5, 10's is 0.6"),
+        ({0.01: [0.1, 0.1], 0.0003: [0.1, 0.1], 0.001: [0.5, 0.5], 0.003: [0.9, None]}, 0.001,
+         "a diverged run (None) counts 0: 0.003's mean is (0.9 + 0) / 2 = 0.45, below 0.001's 0.5"),
+        ({30.0: [0.2], 10.0: [0.7], 3.0: [0.7], 1.0: [0.5]}, 3.0, "a tie goes to the smaller rate"),
+        ({0.001: [0.2, 0.4], 0.003: [0.9, 0.9], 0.0003: [0.3, 0.1], 0.01: [0.95, None], 0.03: [1.0, None]}, 0.003,
+         "inside the range by the mean with None as 0; by a best seed or skipping None, 0.03 would look best"),
+    ]
+    for scores, want, what in cases:
+        try:
+            got = pick_learning_rate(dict(scores))
+        except ValueError as e:
+            got = None
+            expect(False, f"for {scores} you raised ValueError({e}), but the best, {want:g}, is inside the rates "
+                   f"tried ({what})")
+        expect(got == want, f"for {scores} you returned {got}, expected {want:g} ({what})")
+    edges = [({0.003: [0.5, 0.5], 0.001: [0.9, 0.8], 0.01: [0.1, 0.2]}, "widen below"),
+             ({0.01: [0.9, 0.9], 0.001: [0.5, 0.6], 0.003: [0.7, 0.7]}, "widen above"),
+             ({0.5: [0.9]}, "widen below")]  # one rate brackets nothing
+    for scores, words in edges:
+        try:
+            got = pick_learning_rate(dict(scores))
+        except ValueError as e:
+            expect(words in str(e), f"for {scores} the ValueError should say {words!r}; it says: {e}")
+            continue
+        expect(False, f"for {scores} you returned {got!r}, but the best rate is at an end of those tried: "
+               f"raise ValueError saying {words!r} (the sweep has not bracketed it)")
 
 
 CHECKS = {name.removeprefix("check_"): f for name, f in globals().items() if name.startswith("check_ex")}
@@ -382,7 +458,7 @@ REFERENCE = {  # the library's own code: the reference solution of each exercise
     "ex5_1": lambda prompt_len, k, hidden, width: MLPPrefix(prompt_len, k, hidden, width, seed=0),
     "ex5_2": lambda model: model.merge(),
     "ex6_1": wilson_interval,
-    "ex6_2": lambda model, base: count_trainable(model) / sum(p.numel() for p in base.parameters()),
+    "ex6_2": pick_learning_rate,
 }
 
 LEARNER = {  # where each exercise lives in lessons/exercises/
@@ -392,7 +468,7 @@ LEARNER = {  # where each exercise lives in lessons/exercises/
     "ex3_3": ("lesson3", "train_soft_prompt"),
     "ex4_1": ("lesson4", "prefix_block"), "ex4_2": ("lesson4", "rows_to_kv"), "ex4_3": ("lesson4", "prefix_cache"),
     "ex5_1": ("lesson5", "MLPPrefix"), "ex5_2": ("lesson5", "merge"),
-    "ex6_1": ("lesson6", "wilson_interval"), "ex6_2": ("lesson6", "trainable_share"),
+    "ex6_1": ("lesson6", "wilson_interval"), "ex6_2": ("lesson6", "pick_learning_rate"),
 }
 
 

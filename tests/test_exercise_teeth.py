@@ -45,9 +45,48 @@ def soft_prompt_positions_not_shifted(base, rows, idx):
     return base.head(x)[:, rows.size(0):]
 
 
+def soft_prompt_without_a_length_check(base, rows, idx):
+    """Right inside the context; past it, the position table's IndexError from inside torch."""
+    x = torch.cat([rows[None].expand(idx.size(0), -1, -1), base.wte(idx)], dim=1)
+    x = x + base.wpe(torch.arange(x.size(1)))
+    for block in base.blocks:
+        x, _ = block(x)
+    return base.head(x)[:, rows.size(0):]
+
+
 def every_row_wears_the_first_prompt(base, prompts, idx, tasks):
     first = next(iter(prompts))
     return REFERENCE["ex3_1"](base, prompts[first], idx)
+
+
+def soft_prompt_tokens_from_position_0(base, rows, idx):
+    P, T = rows.size(0), idx.size(1)
+    x = torch.cat([rows[None].expand(idx.size(0), -1, -1) + base.wpe(torch.arange(P)),
+                   base.wte(idx) + base.wpe(torch.arange(T))], dim=1)  # the prompt's positions right, the tokens' not
+    for block in base.blocks:
+        x, _ = block(x)
+    return base.head(x)[:, P:]
+
+
+def soft_prompt_without_the_final_layernorm(base, rows, idx):
+    x = base.embed(torch.cat([rows[None].expand(idx.size(0), -1, -1), base.wte(idx)], dim=1))
+    for block in base.blocks:
+        x, _ = block(x)
+    return base.lm_head(x)[:, rows.size(0):]
+
+
+@pytest.mark.parametrize("wrong, hint", [(soft_prompt_positions_not_shifted, "position 0, prompt row 0"),
+                                         (soft_prompt_tokens_from_position_0, "the tokens took positions 0..T-1"),
+                                         (soft_prompt_without_the_final_layernorm, "first block's input is right")])
+def test_a_wrong_soft_prompt_forward_gets_the_hint_for_the_step_that_went_wrong(wrong, hint):
+    with pytest.raises(AssertionError, match=hint):
+        CHECKS["ex3_1"](wrong)
+
+
+def mixed_batch_without_checks(base, prompts, idx, tasks):
+    """Right for good input; for bad input, whatever torch or the dict raises (or a silent answer)."""
+    rows = torch.stack([prompts[t] for t in tasks])
+    return base.run(torch.cat([rows, base.wte(idx)], dim=1))[:, rows.size(1):]
 
 
 def soft_steps(model, batches, lr, betas=(0.9, 0.95), clear=True, loss_of=lambda m, idx, targets: m(idx, targets)[1]):
@@ -199,8 +238,35 @@ def normal_interval(p, n, z=1.96):
     return max(0.0, p - half), min(1.0, p + half)
 
 
-def share_counting_the_frozen_base(model, base):
-    return sum(p.numel() for p in model.parameters()) / base.num_params()
+def _pick(dev_by_lr, score=lambda ds: sum(0.0 if d is None else d for d in ds) / len(ds), edges=True, order=sorted):
+    lrs = order(dev_by_lr)
+    best = max(lrs, key=lambda lr: score(dev_by_lr[lr]))
+    if edges and best in (lrs[0], lrs[-1]):
+        raise ValueError(f"widen {'below' if best == lrs[0] else 'above'} {best}")
+    return best
+
+
+def pick_by_the_best_seed(dev_by_lr):
+    return _pick(dev_by_lr, score=lambda ds: max(0.0 if d is None else d for d in ds))
+
+
+def pick_skipping_diverged_runs(dev_by_lr):
+    def mean_of_finished(ds):
+        finished = [d for d in ds if d is not None]
+        return sum(finished) / max(1, len(finished))
+    return _pick(dev_by_lr, score=mean_of_finished)
+
+
+def pick_without_checking_the_ends(dev_by_lr):
+    return _pick(dev_by_lr, edges=False)
+
+
+def pick_with_the_ends_in_the_order_given(dev_by_lr):
+    return _pick(dev_by_lr, order=list)
+
+
+def pick_ties_to_the_larger_rate(dev_by_lr):
+    return _pick(dev_by_lr, order=lambda d: sorted(d, reverse=True))
 
 
 WRONG = {  # exercise: plausible wrong answers its check must reject
@@ -208,8 +274,9 @@ WRONG = {  # exercise: plausible wrong answers its check must reject
     "ex1_2": [params_head_counted_twice],
     "ex2_1": [exact_match_scoring_the_prompt],
     "ex2_2": [candidates_with_the_sign_flipped],
-    "ex3_1": [soft_prompt_positions_not_shifted],
-    "ex3_2": [every_row_wears_the_first_prompt],
+    "ex3_1": [soft_prompt_positions_not_shifted, soft_prompt_without_a_length_check, soft_prompt_tokens_from_position_0,
+              soft_prompt_without_the_final_layernorm],
+    "ex3_2": [every_row_wears_the_first_prompt, mixed_batch_without_checks],
     "ex3_3": [steps_without_clearing_gradients, steps_with_adams_default_betas, steps_with_the_loss_on_every_position],
     "ex4_1": [prefix_block_keys_values_swapped, prefix_block_top_left, prefix_block_layernorms_swapped,
               prefix_block_heads_split_with_reshape],
@@ -218,7 +285,8 @@ WRONG = {  # exercise: plausible wrong answers its check must reject
     "ex5_1": [MLPPrefixWithReLU, MLPPrefixFromZeros],
     "ex5_2": [merge_that_keeps_the_mlp, merge_in_place, merge_onto_every_layer],
     "ex6_1": [normal_interval],
-    "ex6_2": [share_counting_the_frozen_base],
+    "ex6_2": [pick_by_the_best_seed, pick_skipping_diverged_runs, pick_without_checking_the_ends,
+              pick_with_the_ends_in_the_order_given, pick_ties_to_the_larger_rate],
 }
 
 

@@ -11,7 +11,8 @@ def soft_prompt_logits(base: GPT, rows: torch.Tensor, idx: torch.Tensor) -> torc
     rows (P, C) soft-prompt rows; idx (B, T) token ids. The rows take positions 0..P-1 and the
     tokens P..P+T-1. Use base.wte, base.wpe, base.blocks and base.head (or base.embed and
     base.run). Returns (B, T, V): one row of logits per real token, none for the prompt.
-    Reread: "The input layer" in lesson 3.
+    If P + T is more than the base's context (base.config.block_size), raise ValueError: the
+    position table has no row for the positions past it. Reread: "The input layer" in lesson 3.
     """
     raise NotImplementedError("Need to implement for exercise 3.1")
 
@@ -22,7 +23,8 @@ def mixed_batch_logits(base: GPT, prompts: dict[str, torch.Tensor], idx: torch.T
 
     prompts maps a task name to its (P, C) rows (every prompt the same length); idx (B, T).
     Returns (B, T, V), the same as running each row alone with its own prompt, in one batch.
-    Reread: "Many tasks, one batch" in lesson 3.
+    Raise ValueError if tasks does not name one prompt per row of idx, names a task that prompts
+    lacks, or the prompts differ in length. Reread: "Many tasks, one batch" in lesson 3.
     """
     raise NotImplementedError("Need to implement for exercise 3.2")
 

@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..artifacts import load_prompt
+from ..artifacts import fingerprint, load_prompt
 from ..bank import PromptBank, ensemble_generate
 from ..config import arg, validate
-from .grid import ResultStore, artifact_name, cell_key, load_committed, run_grid
+from .grid import LEGACY_BASE, ResultStore, artifact_name, cell_key, load_committed, run_grid
 from ..hard_prompt import SEARCH_START, score_templates, search_prompt
 from .. import methods
 from ..methods import METHODS
@@ -120,10 +120,11 @@ def load_results(path=None) -> dict:
 
 def untrained_rows(base, tok, cfg: CompareConfig, store: ResultStore, progress=True) -> dict:
     """Bare base, copy baseline, best hand-written template (chosen on dev), discrete search; per task."""
-    rows = {}
+    rows, on_base = {}, "" if fingerprint(base) == LEGACY_BASE else f" base={fingerprint(base)}"
     for task in tqdm(cfg.tasks + NEW_SKILL_TASKS, desc="untrained rows", disable=not progress):
         dev, test = examples(task, "dev", cfg.n_dev), examples(task, "test", cfg.n_test)
-        key = f"untrained {task} dev={len(dev)} test={len(test)} search_steps={cfg.search_steps} seeds={cfg.seeds}"
+        key = (f"untrained {task}{on_base} dev={len(dev)} test={len(test)} search_steps={cfg.search_steps} "
+               f"seeds={cfg.seeds}")
         if key not in store:
             best = score_templates(base, tok, dev, list(hand_templates(task)))[0]["template"]
             found = []
@@ -177,7 +178,8 @@ def run_compare(base, tok, cfg: CompareConfig, runs_dir="runs/compare", device="
     studies = study_configs(cfg)
     everything = [c for cs in studies.values() for c in cs]
     by_key = dict(zip(map(cell_key, everything), run_grid(base, tok, everything, **grid)))
-    data = {"config": asdict(cfg), "base": base.config.__dict__, "n_base": base.num_params(),
+    data = {"config": asdict(cfg), "base": base.config.__dict__, "fingerprint": fingerprint(base),
+            "n_base": base.num_params(),
             "lrs": {m: METHODS[m].lr for m in METHODS}, "steps": {m: cfg.steps or METHODS[m].steps for m in METHODS},
             "untrained": untrained,
             "studies": {name: [by_key[cell_key(c)] for c in cs] for name, cs in studies.items()}}

@@ -12,6 +12,7 @@ import multiprocessing
 import signal
 import statistics
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
@@ -20,7 +21,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..artifacts import atomic_write_text, save_prompt
+from ..artifacts import atomic_write_text, fingerprint, save_prompt
+from ..base import SHIPPED_DIR
 from ..params import count_stored, count_trainable
 from ..methods import METHODS
 from ..scoring import score
@@ -58,13 +60,23 @@ class ResultStore:
 FIGURES = Path(__file__).resolve().parents[2] / "figures"  # in a checkout of the repository
 
 
-def load_committed(name: str, path=None) -> dict:
-    """figures/NAME.json (or path): the results `minprefix NAME` wrote, which lessons read instead of rerunning."""
+def load_committed(name: str, path=None, base: str | None = None) -> dict:
+    """figures/NAME.json (or path): the results `minprefix NAME` wrote, which lessons read instead of rerunning.
+
+    Warns if any run in it was measured on a base other than `base` (a fingerprint; default: the
+    shipped base's): after a rebuild, the stored numbers describe the old base until rerun.
+    """
     path = Path(path) if path is not None else FIGURES / f"{name}.json"
     if not path.exists():
         raise FileNotFoundError(f"no stored results at {path}: run `minprefix {name} --out {path.parent}` "
                                 "(resumable; its --help says how long it takes)")
-    return json.loads(path.read_text())
+    data = json.loads(path.read_text())
+    base = base or json.loads((SHIPPED_DIR / "config.json").read_text())["fingerprint"]
+    other = sorted({base_of(r) for r in results_in(data)} - {base})
+    if other:
+        warnings.warn(f"{path} holds runs measured on base {', '.join(other)}, not on base {base}: its numbers are "
+                      f"that base's until `minprefix {name}` reruns them on this one", stacklevel=2)
+    return data
 
 
 def results_in(obj) -> list[dict]:
@@ -74,17 +86,27 @@ def results_in(obj) -> list[dict]:
     return [r for v in obj for r in results_in(v)] if isinstance(obj, list) else []
 
 
-def adopt(path, earlier) -> int:
-    """Count the runs inside the JSON file `earlier` (e.g. a committed figures/sweep.json) as finished cells of
-    the results file at path; a cell already there is kept. Returns how many were added."""
+LEGACY_BASE = "d33c4eaed4443516"  # the base of every result stored before results named their base
+
+
+def base_of(result: dict) -> str:
+    """The fingerprint of the base a stored result was measured on."""
+    return result.get("base", LEGACY_BASE)
+
+
+def adopt(path, earlier, base: str) -> tuple[int, int]:
+    """Count the runs inside the JSON file `earlier` (e.g. a committed figures/sweep.json) that were measured on
+    the base with fingerprint `base` as finished cells of the results file at path; a cell already there is
+    kept. Returns (added, skipped because measured on another base)."""
     try:
         found = results_in(json.loads(Path(earlier).read_text()))
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"--from {earlier}: cannot read its runs ({e})") from None
     store = ResultStore(path)
-    new = {config_key(r["config"]): r for r in found if config_key(r["config"]) not in store}
+    ours = [r for r in found if base_of(r) == base]
+    new = {config_key(r["config"]): r for r in ours if config_key(r["config"]) not in store}
     store.put_many(new)
-    return len(new)
+    return len(new), len(found) - len(ours)
 
 
 LATER_FIELDS = {"stop_at": None, "compile": False}  # TuneConfig fields added after results were stored, and their defaults
@@ -112,21 +134,22 @@ def run_cell(base, tok, cfg: TuneConfig, device="cpu", n_test: int = 200, artifa
     order of a float sum depends on the thread count, so fixing it makes a cell's numbers the
     same whether the grid runs it alone or beside others. Every step's training loss is kept.
     """
-    t0, before, losses = time.time(), torch.get_num_threads(), []
+    t0, before, losses, base_id = time.time(), torch.get_num_threads(), [], fingerprint(base)
     torch.set_num_threads(threads)
     try:
         model, history = tune(base, tok, cfg, device=device, progress=False,
                               on_step=lambda step, loss: losses.append(loss))
     except FloatingPointError as e:  # a diverged run is a result too: it counts as 0, and says why
-        return {"config": asdict(cfg), "history": [], "losses": losses, "seconds": time.time() - t0,
-                "dev": 0.0, "test": 0.0, "diverged": str(e), "threads": threads}
+        return {"config": asdict(cfg), "base": base_id, "history": [], "losses": losses,
+                "seconds": time.time() - t0, "dev": 0.0, "test": 0.0, "diverged": str(e), "threads": threads}
     finally:
         torch.set_num_threads(before)
     if artifacts is not None and not METHODS[cfg.method].trains_base:  # full fine-tuning would store a whole base
         save_prompt(model, Path(artifacts) / artifact_name(cfg), base, {"task": cfg.task})
     test = score(model, tok, examples(cfg.task, "test", n_test))
     return {
-        "config": asdict(cfg), "history": history, "losses": losses, "seconds": time.time() - t0, "diverged": None,
+        "config": asdict(cfg), "base": base_id, "history": history, "losses": losses, "seconds": time.time() - t0,
+        "diverged": None,
         "dev": max(h["dev_exact_match"] for h in history), "n_dev": len(examples(cfg.task, "dev", cfg.n_dev)),
         "test": test["exact_match"], "n_test": test["n"], "threads": threads,
         "scoring_seconds": history[-1]["scoring_time"],  # of the run's seconds, those spent scoring dev
@@ -175,14 +198,16 @@ def run_grid(base, tok, configs: list[TuneConfig], path=None, device="cpu", prog
     A result holds the config, the dev history, the best dev exact match and the test exact match
     of the best dev weights (on up to n_test examples), trainable and stored counts, and seconds.
     A run whose loss became NaN or infinite scores 0, with the reason under "diverged".
-    path: a JSON file of finished cells, read first and rewritten after every cell.
+    path: a JSON file of finished cells, read first and rewritten after every cell; a cell measured on
+    another base (a rebuilt one) is run again and replaced, never taken for this base's.
     workers > 1: that many processes on the CPU at once (on a GPU, use 1).
     threads: torch threads per run, fixed so that a cell's numbers do not depend on `workers`.
     The defaults are the fastest setting `minprefix bench --grid` measured on 2 CPU cores.
     artifacts: a folder that receives each prompt's artifact, named by `artifact_name`.
     """
-    store = ResultStore(path)
-    todo = list({cell_key(cfg): cfg for cfg in configs if cell_key(cfg) not in store}.values())
+    store, base_id = ResultStore(path), fingerprint(base)
+    done = {k for k, r in store.data.items() if base_of(r) == base_id}
+    todo = list({cell_key(cfg): cfg for cfg in configs if cell_key(cfg) not in done}.values())
     if artifacts is not None:
         Path(artifacts).mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(todo), desc="grid", disable=not progress or not todo)

@@ -106,6 +106,21 @@ def next_point(points: dict[int, list]) -> int | None:
     return None
 
 
+def pick_learning_rate(dev_by_lr: dict[float, list[float | None]]) -> float:
+    """The rule run_sweep applies, on plain numbers (exercise 6.2): the learning rate of the best mean dev
+    score over seeds (None, a diverged run, counts 0; a tie goes to the smaller rate), or a ValueError
+    saying which way to widen when that best is the smallest or the largest rate tried."""
+    lrs = sorted(dev_by_lr)
+    if not lrs:
+        raise ValueError("no learning rates: sweep at least three")
+    mean = {lr: statistics.fmean(0.0 if d is None else d for d in dev_by_lr[lr]) for lr in lrs}
+    best = max(lrs, key=mean.get)
+    if best in (lrs[0], lrs[-1]):
+        end, side = ("smallest", "below") if best == lrs[0] else ("largest", "above")
+        raise ValueError(f"the best learning rate, {best:g}, is the {end} tried: widen {side} it")
+    return best
+
+
 def run_sweep(base, tok, cfg: SweepConfig, path=None, device="cpu", progress=True, **fields) -> dict:
     """Bracket every method's best learning rate, at a step count where it converged (fields: more TuneConfig fields).
 

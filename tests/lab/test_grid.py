@@ -67,3 +67,34 @@ def test_a_missing_committed_results_file_names_the_command_that_writes_it(tmp_p
     with pytest.raises(FileNotFoundError, match=r"run `minprefix compare --out .*` \(resumable"):
         grid.load_committed("compare", tmp_path / "compare.json")
     assert set(grid.load_committed("sweep")["methods"]) == set(METHODS)  # the committed one, read from figures/
+
+
+def test_a_cell_measured_on_another_base_is_run_again_and_never_adopted(tmp_path, monkeypatch):
+    """A rebuilt base must not inherit the old one's results: the store and --from both check the fingerprint."""
+    cfg = quick("soft", steps=3)
+    path = tmp_path / "grid.json"
+    first = run_grid(tiny_base(seed=0), TOK, [cfg], path, progress=False, n_test=8, workers=1)[0]
+    other = tiny_base(seed=1)
+    calls = []
+    real_tune = grid.tune
+    monkeypatch.setattr(grid, "tune", lambda *a, **k: calls.append(a[2]) or real_tune(*a, **k))
+    again = run_grid(other, TOK, [cfg], path, progress=False, n_test=8, workers=1)[0]
+    assert calls == [cfg] and again["base"] == grid.fingerprint(other) != first["base"]
+    assert ResultStore(path)[grid.cell_key(cfg)]["base"] == again["base"]  # replaced, not kept beside
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"runs": [first, again]}))
+    assert grid.adopt(tmp_path / "fresh.json", earlier, again["base"]) == (1, 1)
+    assert ResultStore(tmp_path / "fresh.json")[grid.cell_key(cfg)]["base"] == again["base"]
+    legacy = {k: v for k, v in first.items() if k != "base"}  # stored before results named their base
+    assert grid.base_of(legacy) == grid.LEGACY_BASE
+    with pytest.warns(UserWarning, match=f"measured on base {first['base']}, not on base {again['base']}"):
+        grid.load_committed("sweep", earlier, base=again["base"])  # a lesson reading another base's numbers
+
+
+def test_the_committed_results_were_measured_on_the_shipped_base():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in ("sweep", "reparam", "compare"):
+            grid.load_committed(name)
