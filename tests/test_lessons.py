@@ -42,6 +42,31 @@ def test_committed_notebook_was_run_once_in_order(path):
         "the first cell says what the lesson teaches and how long it takes"
 
 
+def printed_text(nb) -> str:
+    """Everything the code cells of a notebook printed or displayed, as one string."""
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if out.output_type == "stream":
+                parts.append(out.text)
+            elif out.output_type in ("execute_result", "display_data"):
+                parts += [out.data.get("text/plain", ""), out.data.get("text/markdown", "")]
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_percentage_the_prose_states_is_one_a_cell_printed(path):
+    """The markdown says what the printed numbers mean and quotes them: a rerun that moves a number
+    and leaves the prose behind fails here (a number from elsewhere must be printed where it is quoted)."""
+    nb = nbformat.read(path, as_version=4)
+    printed = printed_text(nb)
+    quoted = [m.group(1) for c in nb.cells if c.cell_type == "markdown"
+              for m in re.finditer(r"(?<![\w.])(\d+(?:\.\d+)?) ?%", c.source)]
+    missing = sorted({q for q in quoted if not re.search(rf"(?<![\d.]){re.escape(q)}(?!\d)", printed)})
+    assert not missing, f"{path.name} quotes {', '.join(m + ' %' for m in missing)}, which no cell printed: rerun " \
+                        "it and rewrite the prose from its outputs"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_top_to_bottom(path, monkeypatch):
     """A fresh kernel, the short mode (MINPREFIX_QUICK=1: less training, every cell runs), a per-cell timeout."""
