@@ -416,6 +416,8 @@ def check_ex6_2(pick_learning_rate):
          "the mean over seeds, not the best seed: 3's mean is 0.5, 10's is 0.6"),
         ({0.01: [0.1, 0.1], 0.0003: [0.1, 0.1], 0.001: [0.5, 0.5], 0.003: [0.9, None]}, 0.001,
          "a diverged run (None) counts 0: 0.003's mean is (0.9 + 0) / 2 = 0.45, below 0.001's 0.5"),
+        ({1.0: [0.1] * 3, 3.0: [0.9, 0.9, 0.0], 10.0: [0.7] * 3, 30.0: [0.1] * 3}, 10.0,
+         "the mean, not the median: 3's three seeds average 0.6, 10's 0.7"),
         ({30.0: [0.2], 10.0: [0.7], 3.0: [0.7], 1.0: [0.5]}, 3.0, "a tie goes to the smaller rate"),
         ({0.001: [0.2, 0.4], 0.003: [0.9, 0.9], 0.0003: [0.3, 0.1], 0.01: [0.95, None], 0.03: [1.0, None]}, 0.003,
          "inside the range by the mean with None as 0; by a best seed or skipping None, 0.03 would look best"),

@@ -250,6 +250,10 @@ def pick_by_the_best_seed(dev_by_lr):
     return _pick(dev_by_lr, score=lambda ds: max(0.0 if d is None else d for d in ds))
 
 
+def pick_by_the_median_seed(dev_by_lr):
+    return _pick(dev_by_lr, score=lambda ds: sorted(0.0 if d is None else d for d in ds)[len(ds) // 2])
+
+
 def pick_skipping_diverged_runs(dev_by_lr):
     def mean_of_finished(ds):
         finished = [d for d in ds if d is not None]
@@ -285,7 +289,7 @@ WRONG = {  # exercise: plausible wrong answers its check must reject
     "ex5_1": [MLPPrefixWithReLU, MLPPrefixFromZeros],
     "ex5_2": [merge_that_keeps_the_mlp, merge_in_place, merge_onto_every_layer],
     "ex6_1": [normal_interval],
-    "ex6_2": [pick_by_the_best_seed, pick_skipping_diverged_runs, pick_without_checking_the_ends,
+    "ex6_2": [pick_by_the_best_seed, pick_by_the_median_seed, pick_skipping_diverged_runs, pick_without_checking_the_ends,
               pick_with_the_ends_in_the_order_given, pick_ties_to_the_larger_rate],
 }
 
