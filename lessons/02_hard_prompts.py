@@ -116,8 +116,8 @@ for r in rows:
 #
 # With random strings instead of words, the dev split can be as large as we like. Here is reversal,
 # with its hand-written templates and the bare format, on 200 dev strings: enough to set every
-# instruction far above the bare format, not enough to rank instructions a point or two apart (at
-# 98 % of 200 strings the 95 % interval runs from about 95 % to 99 %):
+# instruction far above the bare format, not enough to rank instructions a point or two apart (on
+# 200 strings a 95 % interval is still several points wide):
 
 # %%
 strings = examples("bare-reverse", "dev", 200)
@@ -284,9 +284,12 @@ print(f"{sum(m > 0 for m in measured)} of the gradient's {len(measured)} favouri
 plot_predicted_vs_measured(predicted, measured, title="the 30 characters the gradient ranks highest, position 0");
 
 # %% [markdown]
-# Compare the two columns: the straight-line guesses can be far off in size and in sign (a swap
-# predicted to lower the loss by about 0.2 can raise it by almost 2), so a swap the gradient favours
-# may well raise the loss. The gradient is only a cheap way to pick a few candidates out of the whole
+# Compare the two columns: the straight-line guesses are off in size, and their order is not the
+# measured one (the gradient's first choice lowers the loss less than its second and its fifth).
+# Here, at the first filler position, every one of the thirty favourites does lower the loss, but
+# nothing promises it: a swap jumps from one row of the table to another, far from where the
+# estimate was made, and in the search below many steps find no candidate that helps at all
+# (compare its steps with the swaps it kept). The gradient is only a cheap way to pick a few candidates out of the whole
 # vocabulary, and the search never trusts its estimates: at each step, `search_prompt` picks one editable position at random, ranks the characters by
 # the gradient, scores the top few with real forward passes on a batch of training examples, and keeps
 # the best swap only if it really lowers the loss on that batch. Each step draws a new batch, so

@@ -34,7 +34,7 @@
 # - count a prefix's numbers by hand, and tell what trains from what is stored when an MLP makes the prefix;
 # - tune a prefix, directly or through the MLP, with `minprefix.train.tune`.
 #
-# **Run time:** one to one and a half minutes on 2 CPU cores: 61 s measured on an idle machine, 82 s
+# **Run time:** one to one and a half minutes on 2 CPU cores: 61 s measured on an idle machine, 91 s
 # in the committed run, made beside other training runs (the last cell before the exercises prints
 # how long this run took). With `MINPREFIX_QUICK=1` in the environment, training is shortened
 # (every cell still runs); the numbers then differ from the ones discussed here.
@@ -402,11 +402,12 @@ for label, s in shares.items():
 fig = minprefix.lab.figures.plot_prefix_attention(shares, title=f"reverse-upper: {len(idx)} dev inputs of {length} characters")
 
 # %% [markdown]
-# Both prefixes take a large share of the attention, from a third to nine tenths of it depending
+# Both prefixes take a large share of the attention, from half to nine tenths of it depending
 # on the layer, so the tokens' own average is scaled down a lot and the prefix's values weigh heavily
-# in what attention returns. The direct prefix takes more in the first three layers (86.0 %, 92.9 %
-# and 61.5 %) than the one trained through the MLP (47.6 %, 80.4 % and 31.8 %), which scores higher,
-# and less in the last (65.6 % against 76.5 %): a larger share does not make a better prefix. In both,
+# in what attention returns. The direct prefix takes more in the first two layers (87.7 % and
+# 87.0 %) than the one trained through the MLP (69.1 % and 56.4 %), which scores higher, and about
+# the same in the last two (52.0 % and 71.0 % against 51.3 % and 70.9 %): a larger share does not
+# make a better prefix. In both,
 # layer 2 leaves the tokens the most room. One seed of each, on one task: take away the shape, not
 # the exact numbers.
 
@@ -423,7 +424,7 @@ print(f"this notebook ran for {time.time() - t_start:.0f} s ({'quick' if QUICK e
 #   alone adds h x 2Ld while training.
 # - That MLP is 72 % of the shipped base's size, 7 % of GPT-2 medium's: what trains and what is
 #   stored are different counts.
-# - A trained prefix takes a large share of every layer's attention (a third to nine tenths
+# - A trained prefix takes a large share of every layer's attention (half to nine tenths
 #   here): what attention returns leans heavily on the prefix's values.
 # - One seed at the default learning rates says how far each route got in one run, not how
 #   reliably: lesson 5 measures that.

@@ -122,12 +122,12 @@ class Method:
 MAX_TRAINABLE = 2**31  # numbers: 8 GiB of float32 weights, 32 GiB with the gradient and AdamW's two moments
 METHODS = {m.name: m for m in (
     Method("full", "full fine-tuning", None, None, 3e-4),
-    Method("soft", "soft prompt", SoftPromptGPT, None, 3.0),
-    Method("soft-mlp", "soft prompt + P-tuning encoder", SoftPromptGPT, "ptuning", 1e-2, 1600),
-    Method("block-prefix", "block-input prefix", BlockInputPrefixGPT, None, 1e-1, 1600),
-    Method("block-prefix-mlp", "block-input prefix + MLP", BlockInputPrefixGPT, "mlp", 1e-3, 1600),
+    Method("soft", "soft prompt", SoftPromptGPT, None, 10.0),
+    Method("soft-mlp", "soft prompt + P-tuning encoder", SoftPromptGPT, "ptuning", 1e-2),
+    Method("block-prefix", "block-input prefix", BlockInputPrefixGPT, None, 3e-2, 1600),
+    Method("block-prefix-mlp", "block-input prefix + MLP", BlockInputPrefixGPT, "mlp", 1e-2, 1600),
     Method("prefix", "key/value prefix", PrefixGPT, None, 3e-2, 1600),
-    Method("prefix-mlp", "key/value prefix + MLP", PrefixGPT, "mlp", 3e-3),
+    Method("prefix-mlp", "key/value prefix + MLP", PrefixGPT, "mlp", 1e-3),
 )}
 FULL, SOFT, PREFIX, PREFIX_MLP = (METHODS[n] for n in ("full", "soft", "prefix", "prefix-mlp"))  # named by studies
 DEFAULT_METHOD = PREFIX_MLP.name  # Li & Liang's prefix tuning as they ran it

@@ -128,7 +128,7 @@ TEMPLATES = {
         "'{x}' in upper case is ",
     ),
     "sort": (
-        "Sort the letters of '{x}': ",
+        "Sort the letters of '{x}' alphabetically: ",  # not "...of '{x}': ": see BARE_TEMPLATE
         "Put the letters of '{x}' in alphabetical order: ",
         "'{x}' with its letters sorted is ",
     ),
@@ -139,7 +139,13 @@ TEMPLATES = {
     ),
 }
 PRETRAIN_TASKS = tuple(TEMPLATES)
-BARE_TEMPLATE = "'{x}': "  # the input as the templates quote it, no instruction
+# The input as the templates quote it, with no instruction. It ends one template of reverse, uppercase and
+# devowel, so that a soft prompt started from the text "Reverse the word " reads as that template; it ends
+# none of sort's. Sorting is the string skill pretraining draws most (it needs the most practice), and a
+# bare input that could be the end of its template became the base's guess: a base whose sort template
+# ended so sorted 15 % of bare strings (4 % with sorting drawn no more than the others, but then it
+# sorted only 94.5 % of test strings from its templates).
+BARE_TEMPLATE = "'{x}': "
 COMPOSED_TASKS = ("reverse-upper", "devowel-reverse")  # two pretrained skills chained
 NEW_SKILL_TASKS = ("shift",)  # a skill pretraining never shows
 DOWNSTREAM_TASKS = tuple(f"bare-{t}" for t in PRETRAIN_TASKS) + COMPOSED_TASKS + NEW_SKILL_TASKS

@@ -13,7 +13,9 @@ from helpers import tiny_base, tiny_config
 
 from minprefix.artifacts import fingerprint, save_prompt
 from minprefix.base import SHIPPED_DIR, PretrainConfig, load_base, load_model, pretrain, save_base
+from minprefix.scoring import score
 from minprefix.soft_prompt import SoftPromptGPT
+from minprefix.world import DOWNSTREAM_TASKS, PRETRAIN_TASKS, examples
 from minprefix.checkpoint import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,6 +82,16 @@ def test_shipped_base_loads_frozen_small_and_as_recorded():
     files = list(SHIPPED_DIR.iterdir())
     assert sum(f.stat().st_size for f in files) < 10 * 2**20
     assert json.loads((SHIPPED_DIR / "config.json").read_text())["fingerprint"] == fingerprint(model)
+
+
+@pytest.mark.parametrize("task", PRETRAIN_TASKS + DOWNSTREAM_TASKS)
+def test_the_shipped_base_knows_its_skills_and_guesses_none_without_an_instruction(task):
+    """Each pretraining task at least 98 % from its own templates; each downstream task, with no
+    instruction, at most 5 % (a skill the base falls back on would be a head start for that task).
+    On 200 test examples, with one example of slack either way for another CPU's rounding."""
+    model, tok = load_base()
+    got = score(model, tok, examples(task, "test", 200))["exact_match"]
+    assert got >= 0.98 - 1 / 200 if task in PRETRAIN_TASKS else got <= 0.05 + 1 / 200, (task, got)
 
 
 def test_shipped_base_follows_an_instruction():

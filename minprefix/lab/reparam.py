@@ -50,7 +50,7 @@ class ReparamConfig:
 
 
 def load_results(path=None) -> dict:
-    """The stored grids lesson 5 reads: figures/reparam.json, written by `minprefix reparam` (30 minutes)."""
+    """The stored grids lesson 5 reads: figures/reparam.json, written by `minprefix reparam` (about 45 minutes)."""
     return load_committed("reparam", path)
 
 
