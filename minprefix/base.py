@@ -18,7 +18,7 @@ from .artifacts import atomic_save, atomic_write_text, fingerprint
 from .config import arg
 from .model import GPT, GPTConfig, is_device_name
 from .train import LoopConfig, Run, optimize
-from .world import PRETRAIN_TASKS, Tokenizer, pretrain_batch
+from .world import Tokenizer, pretrain_batch
 
 SHIPPED_DIR = Path(__file__).parent / "weights"
 

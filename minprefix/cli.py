@@ -415,7 +415,7 @@ def lab_commands(command):
     c = command("figures", cmd_figures, "draw every figure of the README and the lessons (fixed seeds)")
     c.add_argument("--out", default="figures", help="the folder (default: figures)")
     c.add_argument("--skip-training", action="store_true", help="only the figures that need no training "
-                   "(demo.png needs `minprefix demo`, about two minutes)")
+                   "(demo.png needs `minprefix demo`, about four minutes)")
 
 
 def main(argv=None):
