@@ -30,8 +30,8 @@
 # mask for any number of earlier keys, count the parameters of a GPT from its configuration, and
 # decode from the model (the two exercises at the end ask for the mask and the count).
 #
-# **Running time:** about 6 seconds on 2 CPU cores; the last code cell prints how long
-# this run took. Nothing is trained in this lesson.
+# **Running time:** about 10 seconds on 2 CPU cores (8 s in the committed run); the last code cell
+# prints how long this run took. Nothing is trained in this lesson.
 
 # %% [markdown]
 # ## Setup

@@ -28,7 +28,7 @@
 # gradient while its embedding does; and run a gradient-guided search over the characters of a
 # prompt, knowing what each step computes.
 #
-# **Running time:** about half a minute on 2 CPU cores (28 s measured), most of it in the search and in
+# **Running time:** under a minute on 2 CPU cores (47 s in the committed run), most of it in the search and in
 # training the soft prompt; the last code cell prints how long this run took.
 
 # %% [markdown]

@@ -34,9 +34,8 @@
 # - count a prefix's numbers by hand, and tell what trains from what is stored when an MLP makes the prefix;
 # - tune a prefix, directly or through the MLP, with `minprefix.train.tune`.
 #
-# **Run time:** one to one and a half minutes on 2 CPU cores: 61 s measured on an idle machine, 91 s
-# in the committed run, made beside other training runs (the last cell before the exercises prints
-# how long this run took). With `MINPREFIX_QUICK=1` in the environment, training is shortened
+# **Run time:** about one and a half minutes on 2 CPU cores, 89 s in the committed run (the last
+# cell before the exercises prints how long this run took). With `MINPREFIX_QUICK=1` in the environment, training is shortened
 # (every cell still runs); the numbers then differ from the ones discussed here.
 
 # %%
