@@ -69,6 +69,31 @@ def test_low_data_verdict_follows_its_rule():
     assert verdict({16: 0.01, 1024: -0.01}) is False  # one point ahead is a tie (report.MARGIN), not a win
 
 
+def test_a_difference_inside_the_tie_margin_is_no_verdict_either_way():
+    """Soft below prefix, and text init best: a gap under report.MARGIN (seed noise here) is a tie."""
+    def below(bare_gap, composed_gap):
+        s = {"main": {f"{v}|{t}": {"test": {"mean": 0.9 + (gap if v == report.PREFIX else 0)}}
+                      for t, gap in (("bare-t", bare_gap), ("t", composed_gap)) for v in (report.SOFT, report.PREFIX)}}
+        return report.soft_below_prefix({}, s, {"bare": ["bare-t"], "composed": ["t"]})["verdict"]
+    assert below(0.05, 0.05) == "holds"
+    assert below(0.003, 0.05) == "partly"  # 0.3 points on the bare task: a tie, not "below"
+    assert below(0.01, -0.1) == "does not hold"
+
+    def text_best(random, vocab, text):
+        s = {"init": {f"{m}|{i}": {"mean": x} for m in report.INIT_STUDY
+                      for i, x in (("random", random), ("vocab", vocab), ("text", text))}}
+        return report.text_init({"config": {"init_n_train": 16}}, s, {})["verdict"]
+    assert text_best(0.5, 0.9, 0.895) == "holds"  # half a point behind vocab: a tie with the best
+    assert text_best(0.5, 0.9, 0.85) == "does not hold"
+    assert text_best(0.9, 0.8, 0.91) == "does not hold"  # ahead of random by a point only: no help shown
+
+    def depth(bottom, top, all_layers):
+        s = {"depth": {k: {"mean": x} for k, x in (("bottom", bottom), ("top", top), ("all", all_layers))}}
+        return report.depth({"config": {"study_task": "t"}}, s, {})["verdict"]
+    assert depth(0.5, 0.9, 0.9) == "holds"
+    assert depth(0.9, 0.91, 0.5) == "does not hold"  # top a point ahead of bottom: a tie
+
+
 def test_direct_unstable_needs_divergences_for_holds():
     """Lesson 5's reading: a wider seed spread and a lower mean without divergences is "partly", not "holds"."""
     def verdict(diverged_direct, std_direct, mean_direct):
