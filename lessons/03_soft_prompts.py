@@ -24,8 +24,8 @@
 # This lesson reads the layer that puts a soft prompt in place, counts what it costs, checks
 # that the base model really stays untouched, compares three ways to start the vectors, looks
 # at what a trained soft prompt resembles, serves several tasks in one batch, asks how far a tuned
-# prompt carries past the string lengths it saw, and finally lets
-# a small network produce the prompt (P-tuning, Liu et al. 2021).
+# prompt carries past the string lengths it saw, and finally lets a small network produce the prompt
+# (P-tuning, Liu et al. 2021).
 #
 # After this lesson you will be able to:
 #
@@ -39,8 +39,8 @@
 # - tell apart what trains and what is stored when a network (P-tuning's prompt encoder) makes the prompt.
 #
 # **Run time:** under a minute on 2 CPU cores, 43 s in the committed run (the last cell before the
-# exercises prints how long this run took). With `MINPREFIX_QUICK=1` in the environment, training is shortened
-# (every cell still runs); the numbers then differ from the ones discussed here.
+# exercises prints how long this run took). With `MINPREFIX_QUICK=1` in the environment, training is
+# shortened (every cell still runs); the numbers then differ from the ones discussed here.
 
 # %%
 # %matplotlib inline

@@ -35,8 +35,8 @@
 # - tune a prefix, directly or through the MLP, with `minprefix.train.tune`.
 #
 # **Run time:** about one and a half minutes on 2 CPU cores, 89 s in the committed run (the last
-# cell before the exercises prints how long this run took). With `MINPREFIX_QUICK=1` in the environment, training is shortened
-# (every cell still runs); the numbers then differ from the ones discussed here.
+# cell before the exercises prints how long this run took). With `MINPREFIX_QUICK=1` in the
+# environment, training is shortened (every cell still runs); the numbers then differ from the ones discussed here.
 
 # %%
 # %matplotlib inline

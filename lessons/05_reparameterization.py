@@ -37,10 +37,10 @@
 # **After it you will be able to** read a seeds x learning-rates grid, tell "unstable" from "slow",
 # design an ablation that separates two explanations, and merge and save a reparameterized prefix.
 #
-# **Running time:** about 2 and a half minutes on 2 CPU cores (145 s in the committed run): four live runs, and the full grids read from
-# `figures/reparam.json`, which `minprefix reparam` regenerates (about 45 minutes on 2 cores). With
-# `MINPREFIX_QUICK=1` the live runs take a handful of steps (every cell runs; those numbers mean
-# nothing, the stored ones still do).
+# **Running time:** about 2 and a half minutes on 2 CPU cores (145 s in the committed run): four
+# live runs, and the full grids read from `figures/reparam.json`, which `minprefix reparam`
+# regenerates (about 45 minutes on 2 cores). With `MINPREFIX_QUICK=1` the live runs take a handful of
+# steps (every cell runs; those numbers mean nothing, the stored ones still do).
 #
 # You should have done lesson 4 (prefix tuning): the prefix itself is taken as known here.
 
