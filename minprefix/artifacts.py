@@ -79,7 +79,8 @@ def read_tensors(path) -> tuple[dict, dict[str, torch.Tensor]]:
 
 def fingerprint(model: GPT) -> str:
     """Short SHA-256 of the config and every weight: artifacts record it to name their base."""
-    h = hashlib.sha256(json.dumps(asdict(model.config), sort_keys=True).encode())
+    config = {k: v for k, v in asdict(model.config).items() if k != "pad_id"}  # names a token, changes no number:
+    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())  # bases from before the field keep their name
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())

@@ -7,7 +7,7 @@ The result ships inside the package (`minprefix/weights/`), so `load_base()` is 
 """
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -47,7 +47,7 @@ def pretrain(cfg: PretrainConfig, run_dir, device="cpu", progress=True, on_step=
     if cfg.model.vocab_size != tok.vocab_size:
         raise ValueError(f"model vocab_size {cfg.model.vocab_size} != tokenizer's {tok.vocab_size}")
     torch.manual_seed(cfg.seed)
-    model = GPT(cfg.model).to(device)
+    model = GPT(replace(cfg.model, pad_id=tok.pad_id)).to(device)  # the base knows its tokenizer's pad
 
     def next_batch(rng):  # rows of examples packed back to back, tasks drawn by their weights
         return pretrain_batch(tok, rng, cfg.batch_size, cfg.model.block_size, cfg.task_weights, device)
@@ -74,7 +74,8 @@ def load_model(path, device="cpu") -> GPT:
     path = Path(path)
     try:
         info = json.loads((path / "config.json").read_text())
-        model = GPT(GPTConfig(**info["config"]))
+        config = {"pad_id": Tokenizer().pad_id, **info["config"]}  # saved before pad_id: pretrain made it, on the world
+        model = GPT(GPTConfig(**config))
         state = load_file(str(path / "model.safetensors"))
     except FileNotFoundError as e:
         raise FileNotFoundError(f"no base model at {path}: {e.filename} is missing "

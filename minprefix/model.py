@@ -25,11 +25,14 @@ class GPTConfig:
     d_model: int = 128  # width of the residual stream
     dropout: float = 0.0  # dropout on attention weights and residual branches
     bias: bool = True  # biases in Linear and LayerNorm, as in GPT-2
+    pad_id: int | None = None  # the tokenizer's padding id, which generate refuses; None: every id is a token (GPT-2)
 
     def __post_init__(self):
         if self.d_model % self.n_head:
             raise ValueError(f"--d-model {self.d_model} must be divisible by --n-head {self.n_head}: "
                              "each head gets d_model / n_head dimensions")
+        if self.pad_id is not None and not 0 <= self.pad_id < self.vocab_size:
+            raise ValueError(f"pad_id {self.pad_id} is not a token id (0 to {self.vocab_size - 1}); None for no pad")
 
     @property
     def head_dim(self) -> int:
@@ -200,14 +203,15 @@ class Generator:
         """Extend idx (B, T) by max_new_tokens tokens, using a KV cache.
 
         top_k=1 is greedy decoding. With stop_id, rows that produced it keep producing it
-        and decoding ends early once every row has. The rows are of one length: no pad id (PAD_ID) in idx.
+        and decoding ends early once every row has. The rows are of one length: no `config.pad_id` in idx.
         """
         if not isinstance(max_new_tokens, numbers.Integral) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be a non-negative integer (0 returns idx), got {max_new_tokens!r}")
         check_ids(idx, self.config, extra=self.prompt_rows() + max_new_tokens)
-        if (idx == PAD_ID).any():  # right pads would sit between a row and its new tokens; left pads, be attended to
-            b, t = (idx == PAD_ID).nonzero()[0].tolist()
-            raise ValueError(f"row {b} of idx holds the pad id {PAD_ID} at position {t}: generate takes no padding "
+        pad = self.config.pad_id
+        if pad is not None and (idx == pad).any():  # a right pad sits before the new tokens; a left one is attended to
+            b, t = (idx == pad).nonzero()[0].tolist()
+            raise ValueError(f"row {b} of idx holds the pad id {pad} at position {t}: generate takes no padding "
                              "(right or left; there is no attention mask): generate rows of different lengths "
                              "separately")
         if not temperature > 0:
@@ -228,9 +232,6 @@ class Generator:
                 break
             logits, _ = self(next_id, cache=cache, **kw)
         return idx
-
-
-PAD_ID = 0  # the tiny world's <pad> (world.Tokenizer.pad_id); generate refuses it
 
 
 def check_ids(idx, config: GPTConfig, extra: int = 0):

@@ -16,8 +16,10 @@ TOK = Tokenizer()
 
 
 def tiny_config(**overrides) -> GPTConfig:
-    """The tiny world's vocabulary (104 ids), a context of 32, 2 layers, 2 heads, width 16; overrides: any field."""
-    return GPTConfig(**{**dict(vocab_size=TOK.vocab_size, block_size=32, n_layer=2, n_head=2, d_model=16),
+    """The tiny world's vocabulary (104 ids, its pad id), a context of 32, 2 layers, 2 heads, width 16; overrides:
+    any field."""
+    return GPTConfig(**{**dict(vocab_size=TOK.vocab_size, block_size=32, n_layer=2, n_head=2, d_model=16,
+                               pad_id=TOK.pad_id),
                         **overrides})
 
 

@@ -55,7 +55,7 @@ def tiny_gpt2(seed: int = 0):
 
 def batch(seed: int = 1, B: int = 2, T: int = 6):
     g = torch.Generator().manual_seed(seed)
-    return torch.randint(1, VOCAB, (B, T), generator=g)  # no id 0: our generate refuses it as <pad>
+    return torch.randint(0, VOCAB, (B, T), generator=g)
 
 
 def hf_greedy(model, idx, n, **kw):
@@ -100,6 +100,15 @@ def test_from_hf_greedy_generation_matches_gpt2():
     got = ours.generate(idx, n, top_k=1)
     assert want.shape == (idx.size(0), idx.size(1) + n)  # HF returns the prompt plus n new ids
     assert torch.equal(got, want)
+
+
+def test_from_hf_decodes_a_prompt_holding_id_0_as_gpt2_does():
+    """GPT-2 has no pad token (id 0 is "!"): a converted GPT generates from any id, token for token as HF does."""
+    hf = tiny_gpt2()
+    ours = GPT.from_hf(hf).eval()
+    assert ours.config.pad_id is None
+    idx = torch.tensor([[5, 0, 7], [0, 0, 3]])
+    assert torch.equal(ours.generate(idx, 6, top_k=1), hf_greedy(hf, idx, 6))
 
 
 def test_from_hf_rejects_mismatched_weights():

@@ -1,5 +1,6 @@
 """The GPT (minprefix/model.py) on the tiny base of helpers.py: 104 ids, a context of 32 (each test under a second)."""
 
+import json
 import math
 
 import pytest
@@ -7,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from helpers import TOK, tiny_base, tiny_config
 
+from minprefix.base import load_base, load_model, save_base
 from minprefix.methods import METHODS
-from minprefix.model import PAD_ID, CausalSelfAttention, KVCache, attention_mask, pick_device
+from minprefix.model import CausalSelfAttention, KVCache, attention_mask, pick_device
 
 
 def reference_attention(attn: CausalSelfAttention, x, past_kv=None, top_left=False):
@@ -244,11 +246,32 @@ def test_generate_refuses_a_negative_count_and_returns_the_input_for_zero():
 
 
 def test_generate_refuses_padded_rows():
-    assert PAD_ID == TOK.pad_id
-    model = tiny_base()
-    for idx in ([[5, 6, 7], [5, 6, PAD_ID]], [[5, 6, 7], [PAD_ID, 5, 6]]):  # right-padded, left-padded
-        with pytest.raises(ValueError, match="row 1 of idx holds the pad id 0 .*generate rows of different lengths"):
-            model.generate(torch.tensor(idx), 2, top_k=1)
+    base, tok = load_base()
+    assert base.config.pad_id == tok.pad_id == 0  # the shipped base carries its tokenizer's pad id
+    for model in (base, tiny_base()):
+        for idx in ([[5, 6, 7], [5, 6, 0]], [[5, 6, 7], [0, 5, 6]]):  # right-padded, left-padded
+            with pytest.raises(ValueError, match="row 1 of idx holds the pad id 0 at position [02]: generate takes no "
+                                                 "padding .*generate rows of different lengths"):
+                model.generate(torch.tensor(idx), 2, top_k=1)
+
+
+def test_generate_takes_every_id_of_a_model_without_a_pad_id():
+    model = tiny_base(pad_id=None)
+    assert model.generate(torch.tensor([[5, 0, 7]]), 3, top_k=1).shape == (1, 6)
+
+
+def test_pad_id_must_be_a_token_id():
+    for pad in (-1, TOK.vocab_size):
+        with pytest.raises(ValueError, match=f"pad_id {pad} is not a token id"):
+            tiny_base(pad_id=pad)
+
+
+def test_a_base_saved_before_pad_id_loads_with_the_worlds_pad(tmp_path):
+    save_base(tiny_base(), tmp_path)
+    info = json.loads((tmp_path / "config.json").read_text())
+    del info["config"]["pad_id"]  # as written before the field existed
+    (tmp_path / "config.json").write_text(json.dumps(info))
+    assert load_model(tmp_path).config.pad_id == TOK.pad_id
 
 
 def test_pick_device_names_the_valid_devices():
