@@ -61,7 +61,7 @@ class Method:
         width = self.model.width(config)
         if self.reparam == "ptuning":
             return ptuning_params(P, width, h)
-        nets = 2 if mlp_form == "separate" else 1
+        nets = 2 if mlp_form.startswith("separate") else 1
         return reparam_params(P, k or config.d_model, h, width, nets) if self.reparam else P * width
 
     def stored(self, config: GPTConfig, P: int) -> int:
@@ -83,8 +83,8 @@ class Method:
         if mlp_form != "shared" and self.reparam != "mlp":
             mlps = ", ".join(n for n, m in METHODS.items() if m.reparam == "mlp")
             raise ValueError(f"--mlp-form {mlp_form} is a form of Li & Liang's MLP ({mlps}); {self.name} has none")
-        if mlp_form == "separate" and not self.model.keys_and_values:
-            raise ValueError(f"--mlp-form separate makes keys and values with separate MLPs; {self.name} has no "
+        if mlp_form.startswith("separate") and not self.model.keys_and_values:
+            raise ValueError(f"--mlp-form {mlp_form} makes keys and values with separate MLPs; {self.name} has no "
                              "keys and values of its own: use prefix-mlp")
 
     def check_size(self, config: GPTConfig, P: int, reparam_dim: int | None = None, hidden: int | None = None,

@@ -22,9 +22,9 @@ import torch.nn as nn
 from .model import GPT, Generator
 
 MLP_HIDDEN = 512  # hidden width of the reparameterization MLP, as in Li & Liang's code
-INITS = ("zero", "random", "vocab", "text")  # how a direct prefix can start; the MLP: zero or random
+INITS = ("zero", "random", "normal", "vocab", "text")  # how a direct prefix can start; the MLP: zero or random
 ENCODERS = ("mlp", "ptuning")  # the network that makes the rows when reparam_dim is given
-MLP_FORMS = ("shared", "separate", "linear")  # MLPPrefix: Li & Liang's, and lesson 5's two ablations
+MLP_FORMS = ("shared", "separate", "linear", "separate-linear")  # MLPPrefix: Li & Liang's, lesson 5's ablations
 
 
 class DirectPrefix(nn.Module):
@@ -43,11 +43,15 @@ class MLPPrefix(nn.Module):
 
     P' is (P, k); the MLP is Linear(k, hidden) -> tanh -> Linear(hidden, width), row by row.
     zero_last=True starts the last layer at zero (as PEFT does), so the rows start at 0 while
-    every weight still gets a gradient. Two forms exist for lesson 5's ablations (Le et al. 2025):
-    form="linear" drops the tanh (over-parameterization alone: the rows are a linear map of P');
+    every weight still gets a gradient. Three forms exist for lesson 5's ablations, each removing
+    one candidate reason the MLP helps:
     form="separate" makes the two halves of every 2 * `chunk` numbers of a row from two
     (P', MLP) pairs that share nothing: on a key/value prefix with chunk = d_model, the keys
-    and the values of each layer, where the shared MLP makes both from one row of P'.
+    and the values of each layer, where the shared MLP makes both from one row of P' (the
+    sharing of Le et al. 2025, removed);
+    form="linear" drops the tanh: the rows are a linear map of P' (sharing kept, only
+    over-parameterization left, Arora et al. 2018);
+    form="separate-linear" drops both: keys and values from two linear maps.
     """
 
     def __init__(self, prompt_len: int, k: int, hidden: int, width: int, seed: int = 0, zero_last: bool = False,
@@ -55,12 +59,13 @@ class MLPPrefix(nn.Module):
         super().__init__()
         if form not in MLP_FORMS:
             raise ValueError(f"unknown MLP form {form!r}; choose from {', '.join(MLP_FORMS)}")
-        if form == "separate" and (chunk is None or width % (2 * chunk)):
-            raise ValueError(f"form 'separate' splits rows of width {width} into halves of chunk {chunk} numbers: "
+        separate = form.startswith("separate")
+        if separate and (chunk is None or width % (2 * chunk)):
+            raise ValueError(f"form {form!r} splits rows of width {width} into halves of chunk {chunk} numbers: "
                              "it needs a chunk that divides width / 2 (a key/value prefix: chunk = d_model)")
-        self.chunk = chunk if form == "separate" else None
+        self.chunk = chunk if separate else None
         nets, out = (2, width // 2) if self.chunk else (1, width)
-        act = nn.Identity() if form == "linear" else nn.Tanh()
+        act = nn.Identity() if form.endswith("linear") else nn.Tanh()
         with torch.random.fork_rng():  # seeded, and the caller's random state untouched
             torch.manual_seed(seed)
             self.input = nn.Parameter(torch.randn(prompt_len, k))  # P'
@@ -113,7 +118,8 @@ class PromptedGPT(nn.Module, Generator):
     """A frozen base and P trainable rows. Subclasses say where the rows enter.
 
     reparam_dim=None: a `DirectPrefix`, started by init: "zero"; "random" (normal noise at the
-    scale of the rows real tokens give); "vocab" (the rows of P randomly drawn token ids);
+    scale of the rows real tokens give); "normal" (standard normal noise, whatever that scale: how
+    PEFT starts a soft prompt's embedding); "vocab" (the rows of P randomly drawn token ids);
     "text" (the rows of init_ids, repeated or cut to P: e.g. an instruction, Li & Liang's
     real-word init). reparam_dim=k: the rows are a network's output, chosen by encoder: "mlp",
     an `MLPPrefix` with P' of width k; "ptuning", a `PTuningEncoder`, whose table is as wide as
@@ -143,8 +149,8 @@ class PromptedGPT(nn.Module, Generator):
                              f"be {width} (this method's row width), got {reparam_dim}")
         if mlp_form != "shared" and (reparam_dim is None or encoder != "mlp"):
             raise ValueError(f"mlp_form {mlp_form!r} is a form of the MLP: it needs reparam_dim and encoder 'mlp'")
-        if mlp_form == "separate" and not self.keys_and_values:
-            raise ValueError("mlp_form 'separate' makes keys and values with separate MLPs: only a key/value "
+        if mlp_form.startswith("separate") and not self.keys_and_values:
+            raise ValueError(f"mlp_form {mlp_form!r} makes keys and values with separate MLPs: only a key/value "
                              f"prefix has them, not {type(self).__name__}")
         self.base = base.freeze()
         self.prompt_len = prompt_len
@@ -176,6 +182,8 @@ class PromptedGPT(nn.Module, Generator):
         if init == "zero" or P == 0:
             return torch.zeros(P, self.width(self.config))
         g = torch.Generator().manual_seed(seed)
+        if init == "normal":
+            return torch.randn(P, self.width(self.config), generator=g)
         rows = self.rows_of_ids(torch.randint(V, (P,), generator=g).tolist())  # P random tokens' rows
         if init == "random":  # noise at the scale of those rows
             return torch.randn(rows.shape, generator=g).to(rows) * rows.std()

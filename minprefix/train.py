@@ -171,7 +171,8 @@ class TuneConfig(LoopConfig):
     reparam_dim: int | None = arg(None, "k, the width of P' (MLP methods only; default d_model)", low=1, high=65536)
     hidden: int | None = arg(None, "hidden width of the MLP (MLP methods only; default 512)", low=1, high=65536)
     mlp_form: str = arg("shared", "Li & Liang's MLP: shared (one MLP makes a position's key and value), separate "
-                        "(keys and values from their own P' and MLP), linear (no tanh)", choices=MLP_FORMS)
+                        "(keys and values from their own P' and MLP), linear (no tanh), separate-linear (neither)",
+                        choices=MLP_FORMS)
     init: str | None = arg(None, "how the rows start (default: the method's; see the table below)")
     init_text: str | None = arg(None, "start the rows from this text, repeated or cut to P tokens (means --init text)")
     eval_every: int = arg(50, "steps between dev evaluations (the best is kept)", low=1)

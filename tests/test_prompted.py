@@ -194,6 +194,28 @@ def test_linear_mlp_form_has_no_nonlinearity(base):
     assert torch.allclose(g(2 * rows.input), 2 * g(rows.input), atol=1e-5)
 
 
+def test_separate_linear_form_removes_both_the_sharing_and_the_tanh(base, idx):
+    rows = PrefixGPT(base, 3, reparam_dim=4, hidden=8, mlp_form="separate-linear").rows
+    assert rows.chunk == base.config.d_model  # keys and values from two nets
+    for mlp, x in ((rows.mlp, rows.input), (rows.mlp_2, rows.input_2)):
+        assert isinstance(mlp[1], torch.nn.Identity)  # each linear
+        g = lambda x, mlp=mlp: mlp(x) - mlp[2](mlp[0].bias)  # noqa: E731
+        assert torch.allclose(g(2 * x), 2 * g(x), atol=1e-5)
+    assert METHODS["prefix-mlp"].trainable(base.config, 3, 4, 8, "separate-linear") == count_trainable(
+        PrefixGPT(base, 3, reparam_dim=4, hidden=8, mlp_form="separate-linear")) == METHODS["prefix-mlp"].trainable(
+        base.config, 3, 4, 8, "separate")
+    with pytest.raises(ValueError, match="'separate-linear' makes keys and values"):
+        BlockInputPrefixGPT(base, 3, reparam_dim=4, hidden=8, mlp_form="separate-linear")
+
+
+def test_normal_init_is_standard_normal_whatever_the_rows_scale(base):
+    rows = PrefixGPT(base, 8, init="normal", seed=2).rows.rows  # 8 x (2 * 2 * 16) numbers
+    assert abs(rows.mean().item()) < 0.15 and 0.85 < rows.std().item() < 1.15
+    assert not torch.equal(rows, PrefixGPT(base, 8, init="normal", seed=3).rows.rows)
+    scaled = PrefixGPT(base, 8, init="random", seed=2).rows.rows  # at the scale of real tokens' keys and values
+    assert abs(scaled.std().item() - rows.std().item()) > 0.1
+
+
 def test_mlp_forms_are_refused_where_they_mean_nothing(base):
     with pytest.raises(ValueError, match="only a key/value prefix"):
         BlockInputPrefixGPT(base, 3, reparam_dim=4, hidden=8, mlp_form="separate")

@@ -10,8 +10,8 @@ cell, with the sweep's criterion (`sweep.converged`).
 
 Studies, each a claim of a paper (see DESIGN.md for their numbers):
 - main table: every method on every bare and composed task;
-- low data (Li & Liang §6.3): prefix against full fine-tuning at a few training-set sizes, on one
-  bare and one composed task (eliciting a skill and composing two are different claims);
+- low data (Li & Liang §6.3): prefix against full fine-tuning at a few training-set sizes, on every
+  task of the main table;
 - prefix length (Li & Liang §7.1, Lester §3.2); depth (P-tuning v2 §4.4); initialization in low
   data (Li & Liang §7.3, Lester §3.2); eliciting against learning on a task that needs a new
   skill (Petrov, Torr & Bibi 2024); ensembling the soft prompts of the seeds (Lester §7).
@@ -48,8 +48,7 @@ SHIFT_VARIANTS = tuple(VARIANTS)
 class CompareConfig:
     steps: int | None = arg(None, "optimizer steps of every tuning run (default: each method's, the step count at "
                             "which its sweep converged)", low=1)
-    seeds: int = arg(3, "seeds per cell (headline tasks and studies)", low=1, high=100)
-    other_seeds: int = arg(1, "seeds per cell on the main table's other tasks", low=1, high=100)
+    seeds: int = arg(3, "seeds per cell, on every task and in every study", low=1, high=100)
     shift_factor: int = arg(1, "the new-skill task gets this many times the steps", low=1, high=100)
     eval_every: int = arg(SweepConfig().eval_every, "steps between dev evaluations", low=1)
     stop_at: float = arg(1.0, "a run ends at the first dev evaluation with this exact match", above=0, high=1.0)
@@ -62,9 +61,9 @@ class CompareConfig:
     tolerance: float = arg(SweepConfig().tolerance, "converged: the best-so-far dev score rose at most this over "
                            "the last quarter of the steps", low=0.0, high=1.0)
     tasks: tuple = tuple(f"bare-{t}" for t in PRETRAIN_TASKS) + COMPOSED_TASKS
-    headline_tasks: tuple = ("bare-reverse", "reverse-upper")  # lesson 6's and the demo's
+    headline_tasks: tuple = ("bare-reverse", "reverse-upper")  # lesson 6's and the demo's; their prompts ensembled
     study_task: str = "reverse-upper"  # prefix length, depth
-    low_data_tasks: tuple = ("bare-reverse", "reverse-upper")  # one bare, one composed
+    low_data_tasks: tuple | None = None  # None: every task of the main table
     init_task: str = "bare-translate"  # initialization in low data
     init_n_train: int = 16
     low_data: tuple = (16, TUNE_TRAIN_SIZE)  # the last: every training example, as in the main table
@@ -72,12 +71,13 @@ class CompareConfig:
 
     def __post_init__(self):
         validate(self)
+        self.low_data_tasks = self.tasks if self.low_data_tasks is None else self.low_data_tasks
         unknown = [t for t in self.headline_tasks + self.low_data_tasks + (self.study_task,) if t not in self.tasks]
         if unknown:
             raise ValueError(f"task(s) {', '.join(unknown)} of a study are not among --tasks {', '.join(self.tasks)}")
 
 
-QUICK = dict(steps=40, eval_every=20, seeds=2, other_seeds=1, n_dev=100, n_test=100, search_steps=10,
+QUICK = dict(steps=40, eval_every=20, seeds=2, n_dev=100, n_test=100, search_steps=10,
              tasks=("bare-reverse", "reverse-upper"), headline_tasks=("reverse-upper",), init_task="bare-reverse",
              low_data=(16, TUNE_TRAIN_SIZE), prompt_lens=(1, 10), shift_factor=2)
 
@@ -96,12 +96,9 @@ def tune_config(cfg: CompareConfig, method: str, task: str, seed: int, **kw) -> 
 
 def study_configs(cfg: CompareConfig) -> dict[str, list[TuneConfig]]:
     """Every cell, by study. Cells shared between studies (same config) are run once."""
-    def seeds(task):
-        return range(cfg.seeds if task in cfg.headline_tasks else cfg.other_seeds)
-
     t, s, mlp = cfg.study_task, range(cfg.seeds), VARIANTS[PREFIX]
     return {
-        "main": [tune_config(cfg, m, task, i) for m in METHODS for task in cfg.tasks for i in seeds(task)],
+        "main": [tune_config(cfg, m, task, i) for m in METHODS for task in cfg.tasks for i in s],
         "low_data": [tune_config(cfg, VARIANTS[v], task, i, n_train=n) for task in cfg.low_data_tasks
                      for v in (PREFIX, FULL) for n in cfg.low_data for i in s],
         "prompt_len": [tune_config(cfg, mlp, t, i, prompt_len=p) for p in cfg.prompt_lens for i in s],

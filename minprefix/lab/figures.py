@@ -171,12 +171,14 @@ def plot_compare_studies(cfg: dict, s: dict, path=None):
                     capsize=3, label=label)
 
     prefix, full = PREFIX_MLP.label, FULL.label  # the low-data study's two rows (compare.PREFIX and compare.FULL)
-    for task in cfg["low_data_tasks"]:
-        for name in (prefix, full):
-            line(axes[0], cfg["low_data"], [s["low_data"][f"{name}|{task}|{n}"] for n in cfg["low_data"]],
-                 f"{name}, {task}")
-    axes[0].set(xscale="log", xlabel="training examples", title="low data")
-    axes[0].set_xticks(cfg["low_data"], [str(n) for n in cfg["low_data"]], minor=False)
+    tasks = cfg["low_data_tasks"]
+    for k, n in enumerate(cfg["low_data"]):  # the gap, task by task: above 0, the prefix is ahead
+        gaps = [100 * (s["low_data"][f"{prefix}|{t}|{n}"]["mean"] - s["low_data"][f"{full}|{t}|{n}"]["mean"])
+                for t in tasks]
+        axes[0].bar([i + 0.4 * k for i in range(len(tasks))], gaps, 0.4, label=f"{n} training examples")
+    axes[0].axhline(0, color="black", lw=0.8)
+    axes[0].set_xticks([i + 0.2 for i in range(len(tasks))], tasks, rotation=40, ha="right", fontsize=7)
+    axes[0].set(ylabel="prefix minus full fine-tuning (points)", title="low data: the prefix's lead, task by task")
     axes[0].legend(fontsize=8)
     lens = [int(p) for p in s["prompt_len"]]
     line(axes[1], lens, [s["prompt_len"][str(p)] for p in lens], prefix)
@@ -193,9 +195,10 @@ def plot_compare_studies(cfg: dict, s: dict, path=None):
     axes[3].set_xticks([i + 0.2 for i in range(3)], inits)
     axes[3].set(xlabel="initialization", title=f"init, {cfg['init_n_train']} examples ({cfg['init_task']})")
     axes[3].legend(fontsize=8)
-    for ax in axes:
+    for ax in axes[1:]:
         ax.minorticks_off()
         ax.set(ylabel="test exact match (%)", ylim=(-3, 103))
+    for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
@@ -228,42 +231,59 @@ def plot_sweep(data: dict, path=None):
     return _save(fig, path)
 
 
-def _smooth(values: list[float], window: int = 10) -> list[float]:
-    return [sum(values[max(0, i - window + 1):i + 1]) / len(values[max(0, i - window + 1):i + 1])
-            for i in range(len(values))]
-
-
 def _strip(ax, studies: dict, title: str):
     """One column of dots per setting (a seed each), a black bar at the mean, red crosses for divergences."""
     labels = [label for study in studies.values() for label in study]
     for x, s in enumerate(s for study in studies.values() for s in study.values()):
         for j, r in enumerate(s["runs"]):
             dx = 0.08 * (j - (len(s["runs"]) - 1) / 2)
-            ax.scatter(x + dx, 100 * r["dev"], color="red" if r["diverged"] else "C0",
+            ax.scatter(x + dx, 100 * r["test"], color="red" if r["diverged"] else "C0",
                        marker="x" if r["diverged"] else "o", s=18, zorder=3)
         ax.hlines(100 * s["mean"], x - 0.3, x + 0.3, color="black")
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
-    ax.set(ylabel="best dev exact match (%)", ylim=(-3, 103), title=title)
+    ax.set(ylabel="test exact match (%)", ylim=(-3, 103), title=title)
     ax.grid(alpha=0.3, axis="y")
 
 
-def _fan(ax, data):
-    for i, (m, row) in enumerate(data["stability"]["methods"].items()):
-        best = next(p for p in row["points"] if p["lr"] == row["best_lr"])
-        for j, r in enumerate(best["runs"]):
-            ax.plot(_smooth(r["losses"]), color=f"C{i}", lw=0.8, alpha=0.7,
-                    label=f"{m}, lr {row['best_lr']:g} (one line per seed)" if j == 0 else None)
-    ax.set(yscale="log", xlabel="training step", ylabel="training loss (10-step mean)",
-           title="1. each seed's loss at each method's best learning rate")
+def _map(ax, data):
+    """Tasks down, (method, n_train) across; colour: the mean over seeds; text: mean and worst seed."""
+    cfg, pair = data["config"], list(data["lrs"])
+    cols = [(m, n) for n in cfg["n_trains"] for m in pair]
+    grid = [[data["map"][f"{m}|{t}|{n}"] for m, n in cols] for t in cfg["tasks"]]
+    ax.imshow([[100 * c["mean"] for c in row] for row in grid], cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
+    for i, row in enumerate(grid):
+        for j, c in enumerate(row):
+            ax.text(j, i, f"{100 * c['mean']:.0f}\nworst {100 * c['worst']:.0f}", ha="center", va="center",
+                    fontsize=7)
+    ax.set_xticks(range(len(cols)), [f"{'MLP' if m.endswith('-mlp') else 'direct'}\nn={n}" for m, n in cols],
+                  fontsize=8)
+    ax.set_yticks(range(len(cfg["tasks"])), cfg["tasks"], fontsize=8)
+    ax.set_title(f"the map: test exact match %, mean of {cfg['seeds']} seeds (and the worst)")
+
+
+def _curves(ax, data):
+    """Every seed's dev curve on the cell where the methods differ most."""
+    cell = data["question_cell"]
+    for i, m in enumerate(data["lrs"]):
+        for j, r in enumerate(data["map"][f"{m}|{cell}"]["runs"]):
+            ax.plot([h["step"] for h in r["history"]], [100 * h["dev_exact_match"] for h in r["history"]],
+                    color=f"C{i}", lw=1, alpha=0.8, label=f"{m}, lr {data['lrs'][m]:g} (a line per seed)" if not j
+                    else None)
+    ax.set(xlabel="training step", ylabel="dev exact match (%)", ylim=(-3, 103),
+           title=f"each seed on {cell.replace('|', ', n_train=')}")
 
 
 def _lr_dots(ax, data):
-    for i, (m, row) in enumerate(data["stability"]["methods"].items()):
-        for p in row["points"]:
-            ax.scatter([p["lr"]] * len(p["runs"]), [100 * r["dev"] for r in p["runs"]], color=f"C{i}", s=14)
-        ax.plot([p["lr"] for p in row["points"]], [100 * p["dev"] for p in row["points"]], color=f"C{i}", label=m)
-    ax.set(xscale="log", xlabel="peak learning rate", ylabel="best dev exact match (%)", ylim=(-3, 103),
-           title="1. every seed at every learning rate (line: mean)")
+    """Each method at multiples of its own learning rate: a dot per seed, a line through the means."""
+    for c, (cell, study) in enumerate(data["sensitivity"].items()):
+        for i, (m, by_x) in enumerate(study.items()):
+            xs = [float(x) for x in by_x]
+            style = dict(color=f"C{i}", ls="-" if c == 0 else "--")
+            for x, s in zip(xs, by_x.values()):
+                ax.scatter([x] * len(s["seeds"]), [100 * t for t in s["seeds"]], s=12, **{"color": style["color"]})
+            ax.plot(xs, [100 * s["mean"] for s in by_x.values()], label=f"{m}, {cell.replace('|', ', n=')}", **style)
+    ax.set(xscale="log", xlabel="multiple of the method's own learning rate", ylabel="test exact match (%)",
+           ylim=(-3, 103), title="learning-rate sensitivity (dots: seeds)")
 
 
 def _widths(ax, data):
@@ -274,25 +294,27 @@ def _widths(ax, data):
                     "to best seed)", yerr=[[max(0.0, 100 * (s["mean"] - s["worst"])) for s in ss],  # >= 0 despite
                                            [max(0.0, 100 * (s["best"] - s["mean"])) for s in ss]])  # float rounding
     ax.axvline(data["d_model"], color="gray", ls=":", label="d_model")
-    ax.set(xscale="log", xlabel="width", ylabel="best dev exact match (%)", ylim=(-3, 103),
-           title="2. the bottleneck: the width k of P' and the hidden width h")
+    ax.set(xscale="log", xlabel="width", ylabel="test exact match (%)", ylim=(-3, 103),
+           title="the bottleneck: the width k of P' and the hidden width h")
 
 
-REPARAM_PANELS = {"fan": _fan, "lrs": _lr_dots, "width": _widths,
-                  "settings": lambda ax, d: _strip(ax, {"long": d["long"], "form": d["form"], "init": d["init"]},
-                                                   "1. twice the steps; 3. sharing and the tanh; 4. initialization")}
+REPARAM_PANELS = {"map": _map, "curves": _curves, "lrs": _lr_dots, "width": _widths,
+                  "settings": lambda ax, d: _strip(ax, {"form": d["form"], "init": d["init"]},
+                                                   "the MLP's forms; the direct prefix's starts")}
 
 
 def plot_reparam(data: dict, path=None, panels=tuple(REPARAM_PANELS)):
-    """`minprefix reparam`: lesson 5's grids, one panel per view (all four: a 2 x 2 figure)."""
+    """`minprefix reparam`: the map and lesson 5's grids, one panel per view, two to a row."""
     plt = _plt()
-    shape = (2, 2) if len(panels) == 4 else (1, len(panels))
+    shape = ((len(panels) + 1) // 2, 2) if len(panels) > 2 else (1, len(panels))
     fig, axes = plt.subplots(*shape, figsize=(6.5 * shape[1], 4.5 * shape[0]), squeeze=False)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
     for ax, panel in zip(axes.flat, panels):
         REPARAM_PANELS[panel](ax, data)
-        ax.grid(alpha=0.3)
-        if panel != "settings":
-            ax.legend(fontsize=8)
+        if panel not in ("settings", "map"):
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
 

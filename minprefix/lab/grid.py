@@ -149,7 +149,7 @@ def run_cell(base, tok, cfg: TuneConfig, device="cpu", n_test: int = 200, artifa
     test = score(model, tok, examples(cfg.task, "test", n_test))
     return {
         "config": asdict(cfg), "base": base_id, "history": history, "losses": losses, "seconds": time.time() - t0,
-        "diverged": None,
+        "diverged": None, "device": str(device),
         "dev": max(h["dev_exact_match"] for h in history), "n_dev": len(examples(cfg.task, "dev", cfg.n_dev)),
         "test": test["exact_match"], "n_test": test["n"], "threads": threads,
         "scoring_seconds": history[-1]["scoring_time"],  # of the run's seconds, those spent scoring dev
@@ -161,19 +161,23 @@ GRID_WORKERS = 2  # processes; see run_grid
 _WORKER = {}  # each worker process's copy of the base and tokenizer
 
 
-def _start_worker(base, tok):
+def _start_worker(base, tok, devices):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it stops the workers
-    _WORKER.update(base=base, tok=tok)
+    _WORKER.update(base=base, tok=tok, device=devices.get())  # each worker takes one device name, once
 
 
-def _worker_cell(cfg, device, n_test, artifacts, threads):
-    return run_cell(_WORKER["base"], _WORKER["tok"], cfg, device, n_test, artifacts, threads)
+def _worker_cell(cfg, n_test, artifacts, threads):
+    return run_cell(_WORKER["base"], _WORKER["tok"], cfg, _WORKER["device"], n_test, artifacts, threads)
 
 
-def _run_in_processes(base, tok, todo, store, bar, workers, args):
-    """run_grid's cells in `workers` spawned processes; each finished cell is saved at once."""
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                               initargs=(copy.deepcopy(base).cpu(), tok))  # a copy: the caller's stays put
+def _run_in_processes(base, tok, todo, store, bar, devices, args):
+    """run_grid's cells in one spawned process per entry of `devices`; each finished cell is saved at once."""
+    context = multiprocessing.get_context("spawn")
+    names = context.Queue()
+    for name in devices:
+        names.put(name)
+    pool = ProcessPoolExecutor(len(devices), mp_context=context, initializer=_start_worker,
+                               initargs=(copy.deepcopy(base).cpu(), tok, names))  # a copy: the caller's stays put
     try:
         jobs = {pool.submit(_worker_cell, cfg, *args): cfg for cfg in todo}
         for job in as_completed(jobs):
@@ -200,7 +204,8 @@ def run_grid(base, tok, configs: list[TuneConfig], path=None, device="cpu", prog
     A run whose loss became NaN or infinite scores 0, with the reason under "diverged".
     path: a JSON file of finished cells, read first and rewritten after every cell; a cell measured on
     another base (a rebuilt one) is run again and replaced, never taken for this base's.
-    workers > 1: that many processes on the CPU at once (on a GPU, use 1).
+    workers > 1: that many processes at once, all on `device`; or device a list of device names, one
+    process each (e.g. ["cuda"] * 8 + ["cpu"] * 6: processes share a GPU, each runs one cell at a time).
     threads: torch threads per run, fixed so that a cell's numbers do not depend on `workers`.
     The defaults are the fastest setting `minprefix bench --grid` measured on 2 CPU cores.
     artifacts: a folder that receives each prompt's artifact, named by `artifact_name`.
@@ -211,11 +216,12 @@ def run_grid(base, tok, configs: list[TuneConfig], path=None, device="cpu", prog
     if artifacts is not None:
         Path(artifacts).mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(todo), desc="grid", disable=not progress or not todo)
-    if workers > 1 and len(todo) > 1:
-        _run_in_processes(base, tok, todo, store, bar, workers, (device, n_test, artifacts, threads))
+    devices = list(device) if isinstance(device, list | tuple) else [device] * workers
+    if len(devices) > 1 and len(todo) > 1:
+        _run_in_processes(base, tok, todo, store, bar, devices, (n_test, artifacts, threads))
     else:
         for cfg in todo:
-            store.put(cell_key(cfg), run_cell(base, tok, cfg, device, n_test, artifacts, threads))
+            store.put(cell_key(cfg), run_cell(base, tok, cfg, devices[0], n_test, artifacts, threads))
             bar.update(1)
     bar.close()
     return [store[cell_key(cfg)] for cfg in configs]
