@@ -64,7 +64,8 @@ def summary_of(means: dict[str, dict[str, float]]) -> dict:
     """A made-up summary: variant -> task -> mean test score (shift goes to the new-skill study)."""
     main = {f"{v}|{t}": {"test": {"mean": x}} for v, by_task in means.items() for t, x in by_task.items()
             if t != "shift"}
-    return {"main": main, "shift": {v: {"mean": by_task["shift"]} for v, by_task in means.items() if "shift" in by_task}}
+    shift = {v: {"mean": by_task["shift"]} for v, by_task in means.items() if "shift" in by_task}
+    return {"main": main, "shift": shift}
 
 
 def test_a_difference_inside_the_tie_margin_is_a_tie_on_every_claim():
