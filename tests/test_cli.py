@@ -152,7 +152,7 @@ def test_help_comes_from_the_config_fields_with_each_methods_inits_and_lr():
     squeezed = "".join(text.split())  # argparse wraps the help lines
     for f in dataclasses.fields(TuneConfig):
         assert flag(f.name) in text and "".join(f.metadata["help"].split()) in squeezed, f.name
-    assert "prefix-mlp" in text and "random, zero, vocab, text" in text
+    assert "prefix-mlp" in text and "random, zero, normal, vocab, text" in text
     assert all(f"lr {m.lr:<6g} {m.steps:>5} steps" in text for m in METHODS.values())  # each default, from the table
 
 

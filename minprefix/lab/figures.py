@@ -94,6 +94,50 @@ def draw_blocks(path=None):
     return _save(fig, path)
 
 
+def draw_reparam(config: GPTConfig, P: int = 10, k: int | None = None, h: int = 512, path=None):
+    """Li & Liang's reparameterization as a diagram: P' -> MLP -> the rows P -> each layer's keys and values,
+    with the numbers each part holds (trained while tuning, kept after merge) on the shipped base's sizes."""
+    plt = _plt()
+    L, d = config.n_layer, config.d_model
+    k, width = k or d, 2 * config.n_layer * config.d_model
+    fig, ax = plt.subplots(figsize=(13, 3.6))
+    ax.set(xlim=(0, 26), ylim=(0, 7))
+    ax.axis("off")
+    box, arrow = _boxes(ax, plt), _arrows(ax)
+    box(0.2, 2.6, 3.4, 1.8, f"P'\n({P} x {k})\n{P * k:,} numbers", "trainable")
+    box(4.6, 2.6, 4.6, 1.8, f"Linear(k={k} -> h={h})\n+ tanh\n{k * h + h:,} numbers", "trainable")
+    box(10.2, 2.6, 4.8, 1.8, f"Linear(h={h} -> 2Ld={width})\n{h * width + width:,} numbers", "trainable")
+    box(16.0, 2.6, 3.6, 1.8, f"rows P\n({P} x {width})\n{P * width:,} numbers\n(kept after merge)", "frozen")
+    for x0, x1 in ((3.6, 4.6), (9.2, 10.2), (15.0, 16.0)):
+        arrow(x0, 3.5, x1, 3.5)
+    ys = [0.3 + 6.2 * i / L for i in range(L)]
+    for layer, y in enumerate(ys):
+        box(21.0, y, 4.8, 6.0 / L - 0.2, f"block {layer}: {P} keys + {P} values\n({P} x {d}) + ({P} x {d})")
+        arrow(19.6, 3.5, 21.0, y + (6.0 / L - 0.2) / 2)
+    trains = P * k + k * h + h + h * width + width
+    ax.set_title(f"P = MLP(P'): {trains:,} numbers train, {P * width:,} are kept; each row of P' makes one position's "
+                 f"key and value at every block (base: L = {L}, d = {d})", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_row_steps(steps: dict, path=None):
+    """How far each step moves the rows, and how alike the rows' moves are, per method (`reparam.row_steps`)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    for i, (label, s) in enumerate(steps.items()):
+        axes[0].plot(range(1, len(s["move"]) + 1), s["move"], color=f"C{i}", lw=0.9, label=label)
+        axes[1].plot(range(1, len(s["alike"]) + 1), s["alike"], color=f"C{i}", lw=0.9, label=label)
+    axes[0].set(yscale="log", xlabel="training step", ylabel="|step of a row| / |row| (median over rows)",
+                title="how far one step moves a row of P")
+    axes[1].set(xlabel="training step", ylabel="mean cosine between two rows' steps", ylim=(-0.2, 1.05),
+                title="how alike the rows' steps are")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_share_by_width(path=None, base_config: GPTConfig | None = None, prompt_len: int = 10):
     """Trainable share of the model, per method, against d_model: the GPT-2 family and the shipped base."""
     plt = _plt()

@@ -1,8 +1,8 @@
 """`minprefix reparam`: where Li & Liang's MLP reparameterization matters, measured on every task.
 
-Three grids, every cell `seeds` seeds, every run `steps` steps (no early stop, so that best dev
-losses compare), each method at its own learning rate (the methods table's: the best of its
-bracketing sweep):
+Three grids, every cell `seeds` seeds, each method at its own learning rate and its own step budget
+(the methods table's: the best of its bracketing sweep, and the steps where that best converged; no
+early stop, and the direct prefix gets twice the MLP's steps, so its best dev loss is not handicapped):
 
 1. the regime map: the direct key/value prefix against the MLP prefix on every downstream task
    of the tiny world, at each training-set size of `n_trains`;
@@ -20,12 +20,14 @@ Every cell is a `run_grid` cell (resumable, one thread per run), so the committe
 import statistics
 from dataclasses import asdict, dataclass
 
+import torch
+
 from ..config import arg, validate
 from ..methods import METHODS, PREFIX, PREFIX_MLP
 from ..prompted import MLP_FORMS, MLP_HIDDEN
 from ..scoring import table
-from ..train import TuneConfig
-from ..world import DOWNSTREAM_TASKS, TUNE_TRAIN_SIZE, instruction
+from ..train import Run, TuneConfig, build_method, optimize
+from ..world import DOWNSTREAM_TASKS, TUNE_TRAIN_SIZE, answer_batch, examples, instruction
 from .grid import load_committed, run_grid
 from .sweep import converged
 
@@ -35,8 +37,8 @@ LOW = 0.10  # a run whose test score ends below this has failed (the "runs below
 
 @dataclass
 class ReparamConfig:
-    steps: int = arg(1600, "optimizer steps of every run (the direct prefix's converged budget; no early stop)",
-                     low=4)
+    steps: int = arg(0, "optimizer steps of every run, no early stop (0: each method's own converged budget from "
+                        "the methods table, 1600 for the direct prefix and 800 for the MLP's)", low=0)
     seeds: int = arg(5, "seeds per cell of the map", low=1, high=100)
     probe_seeds: int = arg(3, "seeds per cell of the sensitivity grid and the questions (the map's first ones)",
                            low=1, high=100)
@@ -76,7 +78,8 @@ def run_config(cfg: ReparamConfig, method: str, task: str, n_train: int, seed: i
     if fields.get("init") == "text":
         fields["init_text"] = instruction(task)
     lr = round(METHODS[method].lr * multiple, 10)  # rounded: x1 is the map's own cell, x3 a clean 0.003
-    return TuneConfig(method=method, task=task, n_train=n_train, seed=seed, lr=lr, steps=cfg.steps,
+    steps = cfg.steps or METHODS[method].steps
+    return TuneConfig(method=method, task=task, n_train=n_train, seed=seed, lr=lr, steps=steps,
                       eval_every=cfg.eval_every, n_dev=cfg.n_dev, **fields)
 
 
@@ -182,6 +185,30 @@ def run_reparam(base, tok, cfg: ReparamConfig, path=None, device="cpu", progress
                             for cell, study in later["sensitivity"].items()},
             "question_cell": f"{first[0]}|{first[1]}",
             **{q: {label: summarize(cs) for label, cs in study.items()} for q, study in later["questions"].items()}}
+
+
+def row_steps(base, tok, cfg: TuneConfig, device="cpu", progress=True) -> dict[str, list[float]]:
+    """Train like `tune` (the same loop, schedule and batches; no dev scoring) and record, after every step,
+    how far the step moved each row of P relative to its length (the median over rows: the effective step
+    size), and the mean cosine similarity between the steps of two different rows (how much one step moves
+    the rows together). A direct prefix's rows are separate parameters; an MLP's share P', W1 and W2."""
+    model = build_method(base.to(device), tok, cfg).to(device)
+    train = examples(cfg.task, "train", cfg.n_train, seed=cfg.seed)
+    last, out = [model.rows().detach().clone()], {"move": [], "alike": []}
+
+    def on_step(step, loss):
+        rows = model.rows().detach().clone()  # a copy: a direct prefix's rows are its parameter, updated in place
+        step_ = rows - last[0]
+        last[0] = rows
+        out["move"].append((step_.norm(dim=1) / rows.norm(dim=1).clamp(min=1e-12)).median().item())
+        unit = torch.nn.functional.normalize(step_, dim=1)
+        P = len(rows)
+        out["alike"].append(((unit @ unit.T).sum().item() - P) / max(1, P * (P - 1)))  # off-diagonal mean
+
+    batch = lambda rng: answer_batch(tok, rng.choices(train, k=cfg.batch_size), device)  # noqa: E731
+    optimize(model, cfg, Run(cfg.peak_lr, batch, cfg.steps, device=device, progress=progress, on_step=on_step,
+                             desc=f"{cfg.method}, rows' steps"))
+    return out
 
 
 # ---------------------------------------------------------------------------- tables
