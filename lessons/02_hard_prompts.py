@@ -373,8 +373,9 @@ print(f"on the {soft_test['n']} test strings: soft prompt minus searched templat
 #   position drawn at random, and many steps keep nothing.
 # - **Every step is checked by the next gradient.** Adam does not step along the gradient: it moves
 #   each number by about the learning rate, in the direction of the sign of its running gradient, so
-#   a step is not small either (at the soft prompt's learning rate, a row moves about as far as the
-#   distance between two tokens' rows). But nothing forces the rows onto the token table, and the
+#   a step is not small either (at the soft prompt's default learning rate of 10, each number moves
+#   by up to about 10 per step, so a row moves tens of times the distance between two tokens' rows:
+#   lesson 3 measures it). But nothing forces the rows onto the token table, and the
 #   next step starts from a fresh gradient where the last one landed. A swap jumps from one row of
 #   the table to another, where the straight-line estimate fails (the predicted and measured changes
 #   above), so the search needs extra forward passes to check its candidates.
@@ -410,7 +411,8 @@ print(f"this notebook ran top to bottom in {time.perf_counter() - T0:.0f} s{' (q
 # 1. Start the search from a hand-written template (`"Reverse the word '{x}': "`) instead of the
 #    filler. Can it improve a template that already scores near 100 %? Look at the answer loss.
 # 2. Give the search 200 steps: how close does the filler get to the hand-written templates?
-# 3. Score the three reversal templates on 1,000 dev strings: do their intervals still overlap?
+# 3. Score the three reversal templates on a thousand dev strings: how much narrower do their
+#    intervals get, and does their order change?
 #
 # Next, lesson 3 trains the continuous version: soft prompts.
 #

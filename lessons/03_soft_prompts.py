@@ -209,9 +209,9 @@ print(inspect.getsource(minprefix.train.make_optimizer))
 # each trainable number, a running mean of its gradient (β₁ = 0.9) and of the gradient's square
 # (β₂ = 0.95), and moves the number by the learning rate times mean / √(mean square). The ratio is
 # about ±1 when the gradient keeps its sign, so a step moves each number by roughly the learning rate,
-# whatever the scale of its gradient: that is why a soft prompt's learning rate (3) can be ten
-# thousand times full fine-tuning's (3e-4) and both work. The "W" is weight decay applied apart from
-# the gradient step, on matrices only (0 by default here). The global gradient norm is clipped at 1.
+# whatever the scale of its gradient: that is why a soft prompt's default learning rate (10) can
+# be tens of thousands of times full fine-tuning's (0.0003; the ratio is printed below) and both
+# work. The "W" is weight decay applied apart from the gradient step, on matrices only (0 by default here). The global gradient norm is clipped at 1.
 #
 # The learning rate itself follows a schedule, `LoopConfig.lr_at`: a linear warm-up over the first
 # 20 steps, so that the first steps, taken while Adam's running means are still unreliable, are
@@ -220,6 +220,8 @@ print(inspect.getsource(minprefix.train.make_optimizer))
 
 # %%
 print(inspect.getsource(minprefix.train.LoopConfig.lr_at))
+soft_lr, full_lr = METHODS["soft"].lr, METHODS["full"].lr
+print(f"default learning rates: soft prompt {soft_lr:g}, full fine-tuning {full_lr:g}: {soft_lr / full_lr:,.0f} times")
 cfg = TuneConfig(method="soft", task="bare-reverse")
 fig, ax = plt.subplots(figsize=(7, 2.6))
 ax.plot([cfg.lr_at(step, cfg.peak_lr) for step in range(cfg.steps)])
@@ -341,8 +343,8 @@ print(f"rows whose nearest character is still the one they started as: {kept} of
 
 
 # %% [markdown]
-# Some rows still point to the character they started from, others have turned towards other
-# characters (the count is printed above), and the cosine similarities themselves are modest.
+# The count above says how many rows still point to the character they started from; the others
+# have turned towards other characters, and the cosine similarities themselves are modest.
 # Cosine similarity also ignores length. Distances tell how far the rows have actually travelled:
 # below, each row's distance to its nearest token, against the distance from a token to its
 # nearest other token (how tightly the table itself is packed), and the typical norms.

@@ -338,6 +338,7 @@ for name, config in models.items():
 
 # %%
 STEPS = 60 if QUICK else SweepConfig().steps  # the sweep's first step count, prefix-mlp's default
+print(f"default steps: prefix {METHODS['prefix'].steps:,}, prefix-mlp {METHODS['prefix-mlp'].steps:,}")
 EVAL_EVERY = 10 if QUICK else 100
 runs = {}
 for method in ("prefix", "prefix-mlp"):

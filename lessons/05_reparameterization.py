@@ -37,8 +37,8 @@
 # reparameterized prefix.
 #
 # **Running time:** about 2 minutes on 2 CPU cores (the committed run's time is printed in the last
-# cell): a few short live runs; the grids themselves (about 450 runs of 1,600 steps) are read from
-# `figures/reparam.json`, which `minprefix reparam` regenerates (see the README for its time). With
+# cell): a few short live runs; the grids themselves (241 training runs, printed below with their
+# time) are read from `figures/reparam.json`, which `minprefix reparam` regenerates. With
 # `MINPREFIX_QUICK=1` the live runs take a handful of steps (their numbers mean nothing; the stored
 # ones still do).
 #
@@ -46,6 +46,7 @@
 
 # %%
 import importlib.metadata
+import json
 import os
 import platform
 import tempfile
@@ -59,13 +60,14 @@ from IPython.display import Markdown, display
 import minprefix
 from minprefix.artifacts import load_prompt, read_artifact, save_prompt
 from minprefix.lab.figures import draw_reparam, plot_reparam, plot_row_steps
+from minprefix.lab.grid import results_in
 from minprefix.lab.reparam import (map_markdown, questions_markdown, load_results, row_steps, sensitivity_markdown,
                                    steps_text)
 from minprefix.methods import METHODS
 from minprefix.params import count_stored, count_trainable
 from minprefix.scoring import percent, score
 from minprefix.train import TuneConfig, tune
-from minprefix.world import answer_batch, examples
+from minprefix.world import answer_batch, examples, instruction
 
 # %matplotlib inline
 T0 = time.time()
@@ -80,8 +82,12 @@ c = base.config
 print(f"base: {base.num_params():,} parameters, {c.n_layer} blocks, d_model {c.d_model}")
 stored = load_results()  # the grids, from figures/reparam.json
 S, lrs = stored["config"], stored["lrs"]
-print(f"stored grids: {len(S['tasks'])} tasks x n_train {S['n_trains']} x {S['seeds']} seeds per map cell, "
-      f"{S['steps']} steps per run; learning rates {lrs}")
+budget = {m: stored["map"][f"{m}|{S['tasks'][0]}|{S['n_trains'][0]}"]["runs"][0]["config"]["steps"] for m in lrs}
+runs = {json.dumps(r["config"], sort_keys=True): r for r in results_in(stored)}  # each run once
+print(f"stored grids: {len(runs)} training runs, {sum(r['seconds'] for r in runs.values()) / 3600:.1f} core-hours "
+      f"on {', '.join(sorted({r.get('device', 'cpu') for r in runs.values()}))}")
+print(f"the map: {len(S['tasks'])} tasks x n_train {S['n_trains']} x {S['seeds']} seeds per cell; "
+      + "; ".join(f"{m} at lr {lrs[m]:g} for {budget[m]:,} steps" for m in lrs))
 
 
 def show(fig):
@@ -144,9 +150,11 @@ print(f"as the blocks read them: {tuple(model.prompt().shape)}  (n_layer, key|va
 # - **each method at its own learning rate**, the best of `minprefix sweep`, which brackets it
 #   (figures/sweep.md): 0.03 for the direct prefix, 0.001 for the MLP. The sensitivity grid below
 #   checks those rates on the map's cells where the methods differ most and least;
-# - **runs long enough**: 1,600 steps, the direct prefix's converged budget in the sweep, with no
-#   early stop (so best dev losses compare); a cell counts as converged when the mean over seeds of
-#   the best-so-far dev score rose by at most 1 point over the last quarter of the steps;
+# - **runs long enough**: each method for the step count where its sweep converged, 1,600 for the
+#   direct prefix and 800 for the MLP (printed above), with no early stop. The direct prefix gets
+#   twice the MLP's steps, so where it falls behind it is not for want of steps; its best dev loss
+#   had the longer run to get low. A cell counts as converged when the mean over seeds of the
+#   best-so-far dev score rose by at most 1 point over the last quarter of the steps;
 # - **five seeds per cell**: the seed sets the starting rows (or P' and the MLP) and which training
 #   examples come in what order; every run is scored on the same 200 dev examples (59 for
 #   bare-translate, whose lexicon has no more).
@@ -154,9 +162,9 @@ print(f"as the blocks read them: {tuple(model.prompt().shape)}  (n_layer, key|va
 # Each run keeps its best dev weights, and its test score is measured once with them. Per cell: the
 # test mean and the worst seed, how many runs ended below 10 %, the median step at which a run first
 # reached 90 % and 99 % dev exact match (and how many of the seeds did), the best dev loss (mean over
-# seeds), and how many runs diverged (a loss that became NaN or infinite). Most of the map's runs
-# were made on a GPU (each result records its device); on a CPU a cell's seeds land in other places,
-# the cell's shape does not change.
+# seeds), and how many runs diverged (a loss that became NaN or infinite). Every run was made on a
+# CPU with one thread (each result records its device); the same run on a GPU lands elsewhere
+# within its cell's spread.
 #
 # ## The map
 
@@ -172,19 +180,20 @@ def cell(method, task, n):
     return stored["map"][f"{method}|{task}|{n}"]
 
 
-def line(method, task, n):
-    s = cell(method, task, n)
-    return (f"{method:10s} {task:15s} n={n:<3d} mean {100 * s['mean']:5.1f} %, worst {100 * s['worst']:5.1f} %, "
-            f"{s['below']} of {s['n']} below 10 %, 90 % at {steps_text(s, 90)}")
+def brief(s):
+    return (f"{100 * s['mean']:5.1f} (worst {100 * s['worst']:5.1f}, {s['below']} below 10 %, "
+            f"90 % at {steps_text(s, 90)})")
 
 
 for n in S["n_trains"]:
-    gaps = {t: cell("prefix-mlp", t, n)["mean"] - cell("prefix", t, n)["mean"] for t in S["tasks"]}
-    print(f"n_train {n}: MLP minus direct, mean test, points: "
-          + ", ".join(f"{t} {100 * g:+.1f}" for t, g in gaps.items()))
-for task, n in (("bare-translate", 32), ("bare-reverse", 32), ("reverse-upper", 320), ("shift", 320)):
-    for m in lrs:
-        print(line(m, task, n))
+    print(f"n_train {n}: test mean %, direct -> MLP")
+    for t in S["tasks"]:
+        d, m = cell("prefix", t, n), cell("prefix-mlp", t, n)
+        print(f"  {t:15s} direct {brief(d)}  MLP {brief(m)}  MLP - direct {100 * (m['mean'] - d['mean']):+.1f}")
+print(f"runs that diverged: {sum(s['diverged'] for s in stored['map'].values())} of "
+      f"{sum(s['n'] for s in stored['map'].values())}; cells not converged: "
+      + (", ".join(k for k, s in stored["map"].items() if not s["converged"]) or "none"))
+
 
 # %% [markdown]
 # **Answer 1: where the MLP matters.**
@@ -278,10 +287,12 @@ for m, s in steps.items():
 # activations of real words. Four starts for the direct prefix, at its own rate, on the same cell:
 # random rows at the scale of real ones (the default), a standard normal start at whatever scale
 # (how PEFT starts an embedding), the keys and values of P random tokens (vocab), and those of the
-# task's instruction, cut to P = 10 characters (text). The MLP, for comparison, starts from its random
-# P' and weights.
+# first P = 10 characters of the task's instruction (text: printed below, all that fits of it). The
+# MLP, for comparison, starts from its random P' and weights.
 
 # %%
+q_task = stored["question_cell"].split("|")[0]
+print(f"text start on {q_task}: {instruction(q_task)[:P]!r}, the first {P} characters of {instruction(q_task)!r}")
 display(Markdown(questions_markdown(stored, ["init"])))
 
 # %% [markdown]

@@ -96,14 +96,15 @@ print(f"base: {N_BASE:,} parameters")
 # %%
 for m in METHODS.values():
     rows = "every weight" if m.trains_base else f"rows: {m.reparam or 'direct'}"
-    print(f"{m.name:17s} {m.label:31s} {rows:14s} lr {m.lr:<6g} {m.steps:>5} steps  init: {', '.join(m.inits) or '-'}")
+    print(f"{m.name:17s} {m.label:31s} {rows:14s} lr {m.lr:<6g} {m.steps:>6,} steps  init: {', '.join(m.inits) or '-'}")
 
 # %% [markdown]
 # The two tasks are in the bare format, the input alone with no instruction. `bare-reverse` asks for
 # one skill the base has (reversing); `reverse-upper` asks for two chained (reverse, then upper-case),
 # which the base has never been asked for at once. Every run here gets the same short budget,
 # 300 steps, and one seed. That is less than any method's own step count (the steps column above:
-# the budget at which `minprefix sweep` found it had stopped improving, 800 or 1,600), and lesson 5
+# the sweep's step count for it, where it had stopped improving or, for the two block-input prefixes,
+# which were still rising a little, the sweep's longest; figures/sweep.md), and lesson 5
 # showed how much a score can move with the seed. So this grid shows where each method stands after
 # 300 steps, read small differences as ties, and the stored grid after it gives every method its own
 # steps and three seeds.
@@ -198,7 +199,8 @@ for m in METHODS:
         rs = [r for r in stored["studies"]["main"] if r["config"]["method"] == m and r["config"]["task"] == task]
         steps = rs[0]["config"]["steps"]
         conv[(m, task)] = {"dev": statistics.fmean(r["dev"] for r in rs), "worst": min(r["dev"] for r in rs),
-                           "test": statistics.fmean(r["test"] for r in rs), "seeds": len(rs), "steps": steps,
+                           "test": statistics.fmean(r["test"] for r in rs), "worst_test": min(r["test"] for r in rs),
+                           "seeds": len(rs), "steps": steps,
                            "rise": converged(rs, steps, cfg["tolerance"])["rise"],
                            "trainable": res[(m, task)]["trainable"], "stored": res[(m, task)]["stored"]}
 print(f"stored grid: {conv[('full', TASKS[0])]['seeds']} seeds per cell, each method at its default learning rate "
@@ -260,19 +262,19 @@ plt.close(fig)
 
 # %%
 PAIRS = tuple((m.direct.name, m.name) for m in METHODS.values() if m.reparam)  # (direct, through a network)
-print("same stored size, one trained directly and one through a network:")
+print("same stored size, one trained directly and one through a network: test mean (worst seed)")
 for direct, mlp in PAIRS:
     for task in TASKS:
-        d, m = conv[(direct, task)]["dev"], conv[(mlp, task)]["dev"]
-        print(f"  {task:14s} stored {conv[(direct, task)]['stored']:>6,}: {direct:13s} {pc(d):>7s}  vs  {mlp:17s} "
-              f"{pc(m):>7s}  ({100 * (m - d):+.1f} points; trains "
-              f"{conv[(mlp, task)]['trainable'] / conv[(direct, task)]['trainable']:.0f}x more)")
+        d, m = conv[(direct, task)], conv[(mlp, task)]
+        print(f"  {task:14s} stored {d['stored']:>6,}: {direct:13s} {pc(d['test']):>7s} ({pc(d['worst_test'])})  vs  "
+              f"{mlp:17s} {pc(m['test']):>7s} ({pc(m['worst_test'])})  ({100 * (m['test'] - d['test']):+.1f} points; "
+              f"trains {m['trainable'] / d['trainable']:.0f}x more)")
 directs = sorted((m for m in METHODS if not METHODS[m].trains_base and METHODS[m].reparam is None),
                  key=lambda m: conv[(m, TASKS[0])]["stored"])
 print("\nthe direct methods, by stored size:")
 for task in TASKS:
     sizes = ", ".join(f"{m} {conv[(m, task)]['stored']:,}" for m in directs)
-    print(f"  {task}: {sizes}: dev {' -> '.join(pc(conv[(m, task)]['dev']) for m in directs)}")
+    print(f"  {task}: {sizes}: test {' -> '.join(pc(conv[(m, task)]['test']) for m in directs)}")
 
 
 # %% [markdown]

@@ -12,7 +12,7 @@ it really lowers the loss.
 import random
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the text bar: in a notebook without ipywidgets, tqdm.auto warns and falls back to it
 
 from .model import GPT, lm_loss
 from .scoring import score

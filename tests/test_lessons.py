@@ -54,17 +54,34 @@ def printed_text(nb) -> str:
     return "\n".join(parts)
 
 
+def results_prose(nb) -> str:
+    """The markdown that reports results: every markdown cell before "Try it yourself" (what follows asks,
+    it does not report)."""
+    out = []
+    for c in nb.cells:
+        if c.cell_type == "markdown":
+            if re.search(r"^#+ Try it yourself", c.source, re.M):
+                break
+            out.append(c.source)
+    return "\n".join(out)
+
+
+QUOTED = {"percentage": r"(?<![\w.,])(\d+(?:\.\d+)?) ?%",  # 97.5 %
+          "count": r"(?<![\w.,])(\d{1,3}(?:,\d{3})+)(?![\d,]\d)",  # 1,600 steps, 10,240 numbers
+          "rate": r"(?<![\w.,])(0\.\d*[1-9]\d*|\de-\d+)(?![\d%])(?! ?%)"}  # learning rates: 0.03, 3e-4
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_every_percentage_the_prose_states_is_one_a_cell_printed(path):
+def test_every_percentage_count_and_rate_the_prose_states_is_one_a_cell_printed(path):
     """The markdown says what the printed numbers mean and quotes them: a rerun that moves a number
     and leaves the prose behind fails here (a number from elsewhere must be printed where it is quoted)."""
     nb = nbformat.read(path, as_version=4)
-    printed = printed_text(nb)
-    quoted = [m.group(1) for c in nb.cells if c.cell_type == "markdown"
-              for m in re.finditer(r"(?<![\w.])(\d+(?:\.\d+)?) ?%", c.source)]
-    missing = sorted({q for q in quoted if not re.search(rf"(?<![\d.]){re.escape(q)}(?!\d)", printed)})
-    assert not missing, f"{path.name} quotes {', '.join(m + ' %' for m in missing)}, which no cell printed: rerun " \
-                        "it and rewrite the prose from its outputs"
+    printed, prose = printed_text(nb), results_prose(nb)
+    for kind, pattern in QUOTED.items():
+        quoted = {m.group(1) for m in re.finditer(pattern, prose)}
+        missing = sorted(q for q in quoted if not re.search(rf"(?<![\d.]){re.escape(q)}(?![\d])", printed))
+        assert not missing, f"{path.name} quotes the {kind}(s) {', '.join(missing)}, which no cell printed: rerun " \
+                            "it and rewrite the prose from its outputs"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

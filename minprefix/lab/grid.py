@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the text bar: in a notebook without ipywidgets, tqdm.auto warns and falls back to it
 
 from ..artifacts import atomic_write_text, fingerprint, save_prompt
 from ..base import SHIPPED_DIR

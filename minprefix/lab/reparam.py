@@ -237,13 +237,19 @@ QUESTIONS = {"k": "the width k of P' (h = 512)", "h": "the hidden width h (k = d
              "form": "the MLP's forms: what each removes", "init": "the direct prefix's starts, and the MLP"}
 
 
+def budgets(data: dict) -> dict[str, int]:
+    """Each method's steps per run in the map (its own budget unless --steps set one for both)."""
+    return {m: next(s for k, s in data["map"].items() if k.startswith(f"{m}|"))["runs"][0]["config"]["steps"]
+            for m in PAIR}
+
+
 def map_markdown(data: dict) -> str:
-    cfg, lrs = data["config"], data["lrs"]
+    cfg, lrs, steps = data["config"], data["lrs"], budgets(data)
     rows = [[t, str(n), m, *cell_row(data["map"][f"{m}|{t}|{n}"])]
             for t in cfg["tasks"] for n in cfg["n_trains"] for m in PAIR]
     return "\n".join([
-        f"The regime map: {', '.join(PAIR)} (learning rates {lrs[PREFIX.name]:g} and {lrs[PREFIX_MLP.name]:g}, "
-        f"each the best of its sweep), {cfg['steps']} steps, {cfg['seeds']} seeds per cell, dev every "
+        "The regime map: " + ", ".join(f"{m} at learning rate {lrs[m]:g} for {steps[m]:,} steps" for m in PAIR)
+        + f" (each the best of its sweep, and where it converged), {cfg['seeds']} seeds per cell, dev every "
         f"{cfg['eval_every']} steps; test exact match at each run's best dev weights.", "",
         table(["task", "n_train", "method", *CELL_HEAD], rows)])
 
@@ -260,7 +266,7 @@ def sensitivity_markdown(data: dict) -> str:
 
 def questions_markdown(data: dict, questions=tuple(QUESTIONS)) -> str:
     out = [f"Lesson 5's questions on {data['question_cell'].replace('|', ', n_train=')} (the map's cell where the "
-           f"methods differ most), {data['config']['seeds']} seeds per setting.", ""]
+           f"methods differ most), {data['config']['probe_seeds']} seeds per setting.", ""]
     for q in questions:
         rows = [[label, f"{s['trainable']:,}", *cell_row(s)] for label, s in data[q].items()]
         out += [f"{QUESTIONS[q]}", "", table(["setting", "trains", *CELL_HEAD], rows), ""]

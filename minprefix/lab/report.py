@@ -282,10 +282,16 @@ def convergence_markdown(conv: dict, tolerance: float) -> str:
 def header_markdown(data: dict) -> str:
     cfg, steps = data["config"], data["config"]["steps"] or "each method's own (below)"
     n_runs = len({json.dumps(r["config"], sort_keys=True) for rs in data["studies"].values() for r in rs})
+    per_cell = {}  # a cell: every field of a run's config but its seed
+    for r in (r for rs in data["studies"].values() for r in rs):
+        key = json.dumps({k: v for k, v in r["config"].items() if k != "seed"}, sort_keys=True)
+        per_cell[key] = per_cell.get(key, 0) + 1
+    lo, hi = min(per_cell.values()), max(per_cell.values())
+    seeds = f"{lo} seeds in every cell" if lo == hi else f"{lo} to {hi} seeds per cell (the tables say which)"
     return (f"# minprefix compare\n\n{n_runs} tuning runs in {data['seconds'] / 60:.0f} min; steps: "
             f"{steps} ({cfg['shift_factor']}x on "
-            f"{NEW_SKILL_TASKS[0]}), ending early at {100 * cfg['stop_at']:g} % dev; {cfg['seeds']} seeds in every "
-            f"cell. One rule set judges every claim: each comparison is made task by task on test scores, with one "
+            f"{NEW_SKILL_TASKS[0]}), ending early at {100 * cfg['stop_at']:g} % dev; {seeds}. One rule set judges "
+            "every claim: each comparison is made task by task on test scores, with one "
             f"tie margin of {100 * MARGIN:g} points; a claim holds if it holds on every task its study ran, partly if "
             "on some, and does not hold if on none (counted per kind of task: bare, composed, new skill). Every method "
             "at its default "

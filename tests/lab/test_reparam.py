@@ -51,6 +51,14 @@ def test_the_probes_share_the_maps_cells_at_their_own_rate():
     assert q["init"]["direct, text init"][0].init_text and q["init"]["direct, normal init"][0].init == "normal"
 
 
+def test_each_method_runs_its_own_step_budget_unless_steps_sets_one():
+    from minprefix.methods import METHODS
+    own = {key[0]: {c.steps for c in cs} for key, cs in map_cells(ReparamConfig()).items()}
+    assert own == {m: {METHODS[m].steps} for m in ("prefix", "prefix-mlp")}
+    assert METHODS["prefix"].steps != METHODS["prefix-mlp"].steps  # else this test would not tell the two apart
+    assert {c.steps for cs in map_cells(ReparamConfig(steps=300)).values() for c in cs} == {300}
+
+
 def test_a_quick_run_answers_every_question(tmp_path):
     cfg = ReparamConfig(**{**QUICK, "workers": 1, "ks": (4, 16), "hiddens": (8,)})
     data = run_reparam(tiny_base(), TOK, cfg, tmp_path / "r.json", progress=False)
