@@ -440,6 +440,8 @@ def check_ex5_2(merge):
     expect(isinstance(merged.rows, DirectPrefix) and not isinstance(merged.rows, MLPPrefix),
            "merged rows must be a DirectPrefix: the MLP is not kept")
     c = base.config
+    expect(count_trainable(merged) > 0, "nothing in the merged model requires grad: keep its rows an nn.Parameter "
+           "that trains (DirectPrefix makes one), not a frozen copy")
     expect(count_trainable(merged) == P * 2 * c.n_layer * c.d_model, "the merged model must hold only the "
            "P x 2*L*d rows")
     idx = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(8))

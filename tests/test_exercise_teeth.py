@@ -318,6 +318,13 @@ def merge_onto_every_layer(model):
     return type(model).from_rows(model.base, model.rows().detach())
 
 
+def merge_with_frozen_rows(model):
+    """The stored prefix made a constant: the same logits, but it could never be tuned further."""
+    merged = REFERENCE["ex5_2"](model)
+    merged.rows.requires_grad_(False)
+    return merged
+
+
 def normal_interval(p, n, z=1.96):
     half = z * math.sqrt(p * (1 - p) / n) if n else 1.0
     return max(0.0, p - half), min(1.0, p + half)
@@ -371,6 +378,7 @@ def pick_ties_to_the_larger_rate(dev_by_lr):
     ("ex5_1", MLPPrefixDetachedInForward, "no gradient reaches P'"),
     ("ex5_1", MLPPrefixWithAFrozenInput, "no gradient reaches P'.*created with requires_grad=False"),
     ("ex5_1", MLPPrefixWithAFrozenMLP, r"no gradient reaches mlp\[0\].weight"),
+    ("ex5_2", merge_with_frozen_rows, "nothing in the merged model requires grad"),
 ], ids=lambda v: v.__name__ if callable(v) else None)
 def test_a_check_names_the_cause(name, wrong, hint):
     """Right values and nothing trains, or a slip whose old message pointed elsewhere: the message names the cause."""
@@ -397,7 +405,7 @@ WRONG = {  # exercise: plausible wrong answers its check must reject
     "ex4_3": [prefix_cache_keys_values_swapped, prefix_cache_on_every_layer, prefix_cache_without_the_batch],
     "ex5_1": [MLPPrefixWithReLU, MLPPrefixFromZeros, MLPPrefixDetachedInForward, MLPPrefixWithAFrozenInput,
               MLPPrefixWithAFrozenMLP],
-    "ex5_2": [merge_that_keeps_the_mlp, merge_in_place, merge_onto_every_layer],
+    "ex5_2": [merge_that_keeps_the_mlp, merge_in_place, merge_onto_every_layer, merge_with_frozen_rows],
     "ex6_1": [normal_interval],
     "ex6_2": [pick_by_the_best_seed, pick_by_the_median_seed, pick_skipping_diverged_runs,
               pick_without_checking_the_ends, pick_with_the_ends_in_the_order_given, pick_ties_to_the_larger_rate],
