@@ -214,6 +214,23 @@ def prefix_block_heads_split_with_reshape(block, x, kv):
     return x + block.mlp(block.ln_2(x))
 
 
+def prefix_block_written_out(block, x, kv):
+    """Exercise 4.1 by hand with SDPA and the right mask: its values and gradients must pass as the library's do."""
+    B, T, C = x.shape
+    nh, P = block.attn.n_head, kv.size(3)
+    q, k, v = block.attn.c_attn(block.ln_1(x)).split(C, dim=2)
+    heads = lambda t: t.view(B, T, nh, C // nh).transpose(1, 2)  # (B, nh, T, hs)
+    k, v = torch.cat([kv[:, 0], heads(k)], 2), torch.cat([kv[:, 1], heads(v)], 2)  # (B, nh, P + T, hs)
+    mask = torch.ones(T, P + T, dtype=torch.bool).tril(P)  # every token sees the whole prefix
+    y = torch.nn.functional.scaled_dot_product_attention(heads(q), k, v, attn_mask=mask)
+    x = x + block.attn.c_proj(y.transpose(1, 2).reshape(B, T, C))
+    return x + block.mlp(block.ln_2(x))
+
+
+def test_a_prefix_block_written_out_passes_exercise_4_1():
+    CHECKS["ex4_1"](prefix_block_written_out)
+
+
 @pytest.mark.parametrize("wrong, hint", [(prefix_block_heads_split_with_reshape, "split q, k, v into heads"),
                                          (prefix_block_layernorms_swapped, "is the first LayerNorm block.ln_1")])
 def test_a_wrong_prefix_block_gets_the_hint_for_the_step_that_went_wrong(wrong, hint):
