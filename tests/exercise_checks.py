@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from minprefix.bank import PromptBank
 from minprefix.hard_prompt import rank_candidates
@@ -32,6 +33,34 @@ def expect(ok, message: str):
 
 def close(a, b, atol=1e-5) -> bool:
     return isinstance(a, torch.Tensor) and a.shape == b.shape and torch.allclose(a, b, atol=atol, rtol=0)
+
+
+def expect_gradients(got, want, leaves: dict, frozen: torch.nn.Module | None = None):
+    """What trains must get the oracle's gradient, and the frozen base none.
+
+    Values alone cannot see a detached tensor: the forward pass is right, but in training nothing
+    moves. So one scalar of the learner's output and the same scalar of the oracle's are
+    backpropagated; leaves maps a name to (the learner's tensor, the oracle's tensor), and each must
+    get the same gradient. Under `frozen`, no parameter may require grad or hold one.
+    """
+    weights = torch.randn(want.shape, dtype=want.dtype, generator=torch.Generator().manual_seed(11))
+    for name, (mine, theirs) in leaves.items():
+        (want_grad,) = torch.autograd.grad((want * weights).sum(), theirs, retain_graph=True)
+        got_grad = None
+        if mine.requires_grad and got.requires_grad:
+            (got_grad,) = torch.autograd.grad((got * weights).sum(), mine, retain_graph=True, allow_unused=True)
+        expect(got_grad is not None, f"no gradient reaches {name}: is it detached (.detach(), .data, "
+               "torch.no_grad()), or created with requires_grad=False? In training it would never move")
+        expect(close(got_grad, want_grad, atol=1e-8), f"the values are right but the gradient reaching {name} is "
+               "not the oracle's: is part of its path detached (.detach(), .data, torch.no_grad())?")
+    if frozen is not None:
+        expect(not any(p.requires_grad or p.grad is not None for p in frozen.parameters()),
+               "a base weight requires grad or holds one: the base stays frozen, only the prompt's tensors train")
+
+
+def leaf(t: torch.Tensor) -> torch.Tensor:
+    """A copy of t that gradients stop at: one for the learner's code, another for the oracle's."""
+    return t.detach().clone().requires_grad_()
 
 
 V, B, P, T = 23, 3, 6, 7  # the checks' vocabulary, batch, prompt or prefix length, tokens
@@ -162,9 +191,11 @@ def check_ex3_1(soft_prompt_logits):
                f"(B, P + T, C) = {tuple(right.shape)}: the prompt's rows in front of every row's token embeddings")
         expect(False, "the first block's input is right but the logits are not: run every block in order, then "
                "base.head (ln_f and the tied output layer), and drop the prompt's P rows")
-    rows = torch.randn(P, base.config.d_model, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    expect(close(soft_prompt_logits(base, rows, idx), SoftPromptGPT.from_embeddings(base, rows)(idx)[0]),
-           "with free rows, the logits differ from minprefix's SoftPromptGPT")
+    rows = leaf(torch.randn(P, base.config.d_model, dtype=torch.float64, generator=torch.Generator().manual_seed(3)))
+    got, oracle_rows = soft_prompt_logits(base, rows, idx), leaf(rows)
+    want = soft_prompt_reference(base, oracle_rows, idx)
+    expect(close(got, want), "with free rows, the logits differ from minprefix's SoftPromptGPT")
+    expect_gradients(got, want, {"the soft prompt's rows": (rows, oracle_rows)}, frozen=base)
     n = base.config.block_size
     full = torch.randint(0, V, (1, n - P), generator=torch.Generator().manual_seed(4))  # P + T = n exactly
     expect(soft_prompt_logits(base, rows, full).shape == (1, n - P, V),
@@ -173,24 +204,39 @@ def check_ex3_1(soft_prompt_logits):
                        f"P + T = {n + 1} is past the context (block_size {n}): the position table has no row there")
 
 
+def soft_prompt_reference(base, rows, idx):
+    """minprefix's SoftPromptGPT wearing `rows` as they are (not a copy), so that gradients reach them."""
+    return SoftPromptGPT(base, rows.size(0))(idx, prompt=rows.expand(idx.size(0), -1, -1))[0]
+
+
 def check_ex3_2(mixed_batch_logits):
     base = tiny_base()
     g = torch.Generator().manual_seed(4)
     C = base.config.d_model
-    prompts = {name: torch.randn(P, C, dtype=torch.float64, generator=g) for name in "abc"}
+    prompts = {name: leaf(torch.randn(P, C, dtype=torch.float64, generator=g)) for name in "abc"}
     tasks = ["b", "a", "c", "b"]
     idx = torch.randint(0, V, (len(tasks), T), generator=g)
     got = mixed_batch_logits(base, prompts, idx, tasks)
     expect(isinstance(got, torch.Tensor) and got.shape == (len(tasks), T, V), "mixed logits must be (B, T, V)")
+    oracle = {name: leaf(rows) for name, rows in prompts.items()}
+    want = torch.cat([soft_prompt_reference(base, oracle[task], idx[b : b + 1]) for b, task in enumerate(tasks)])
     for b, task in enumerate(tasks):  # the oracle: each row alone, with its own prompt
-        alone = SoftPromptGPT.from_embeddings(base, prompts[task])(idx[b : b + 1])[0]
-        expect(close(got[b : b + 1], alone), f"row {b} ({task!r}) differs from running it alone with prompt "
-               f"{task!r}: is each row's prompt picked by tasks[b]?")
+        expect(close(got[b : b + 1], want[b : b + 1]), f"row {b} ({task!r}) differs from running it alone with "
+               f"prompt {task!r}: is each row's prompt picked by tasks[b]?")
+    expect_gradients(got, want, {f"prompt {name!r}": (prompts[name], oracle[name]) for name in prompts}, frozen=base)
     uneven = {**prompts, "d": torch.randn(P - 1, C, dtype=torch.float64, generator=g)}
     for bad, args in [("three tasks for four rows", (prompts, idx, tasks[:3])),
                       ("a task with no prompt ('z')", (prompts, idx, ["a", "z", "b", "c"])),
                       (f"prompts of {P} and {P - 1} rows", (uneven, idx, ["a", "d", "a", "d"]))]:
         expect_value_error(lambda args=args: mixed_batch_logits(base, *args), bad)
+
+
+def mixed_batch_reference(base, prompts, idx, tasks):
+    """minprefix's PromptBank, its members wearing the given rows as they are (not copies): gradients reach them."""
+    members = {task: SoftPromptGPT.from_embeddings(base, rows) for task, rows in prompts.items()}
+    for member, rows in zip(members.values(), prompts.values()):
+        member.prompt = lambda rows=rows: rows  # (P, C), the tensor given
+    return PromptBank(members)(idx, tasks=tasks)[0]
 
 
 def expect_value_error(call, what: str):
@@ -215,10 +261,10 @@ def soft_prompt_batches(n: int = 4) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return batches
 
 
-def library_steps(model, batches, lr) -> list[float]:
+def library_steps(model, batches, lr, weight_decay=0.0) -> list[float]:
     """The oracle: minprefix's own training loop with a constant learning rate and no clipping."""
     losses, todo = [], iter(batches)
-    cfg = LoopConfig(steps=len(batches), lr=lr, warmup=0, min_lr_ratio=1.0, grad_clip=1e30)
+    cfg = LoopConfig(steps=len(batches), lr=lr, warmup=0, min_lr_ratio=1.0, grad_clip=1e30, weight_decay=weight_decay)
     optimize(model, cfg, Run(lr, lambda rng: next(todo), every=len(batches), progress=False,
                              on_step=lambda step, loss: losses.append(loss)))
     return losses
@@ -238,6 +284,10 @@ def check_ex3_3(train_soft_prompt):
            "a base weight changed: the optimizer must get only the parameters with requires_grad")
     expect(math.isclose(got[0], want[0], rel_tol=1e-9), f"the first loss is {got[0]:.6f}, the library's "
            f"{want[0]:.6f}: is it model(idx, targets)[1], taken before the first step?")
+    decayed = SoftPromptGPT(base, P, seed=1)
+    library_steps(decayed, batches, 0.05, weight_decay=0.01)  # AdamW's default weight decay, a common slip
+    expect(not close(model.rows.rows, decayed.rows.rows, atol=1e-9), "the rows trained as with AdamW's default "
+           "weight_decay=0.01, which shrinks them every step: pass weight_decay=0.0")
     expect(all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(got, want)),
            f"losses {[round(x, 5) for x in got]} differ from the library loop's {[round(x, 5) for x in want]}: "
            "are the gradients cleared before each backward, and is it AdamW with betas (0.9, 0.95) and lr as given?")
@@ -252,8 +302,8 @@ def check_ex4_1(prefix_block):
     base = tiny_base()
     block, c = base.blocks[0], base.config
     g = torch.Generator().manual_seed(5)
-    x = torch.randn(B, T, c.d_model, dtype=torch.float64, generator=g)
-    kv = torch.randn(B, 2, c.n_head, P, c.head_dim, dtype=torch.float64, generator=g)
+    x = leaf(torch.randn(B, T, c.d_model, dtype=torch.float64, generator=g))  # gradients reach the layers below
+    kv = leaf(torch.randn(B, 2, c.n_head, P, c.head_dim, dtype=torch.float64, generator=g))  # the prefix: it trains
     seen = {}  # what the learner's code fed into the block's projections, for a hint that points at the step
     hooks = [block.attn.c_attn.register_forward_pre_hook(lambda m, a: seen.setdefault("h", a[0])),
              block.attn.c_proj.register_forward_pre_hook(lambda m, a: seen.setdefault("y", a[0]))]
@@ -282,6 +332,9 @@ def check_ex4_1(prefix_block):
                    "transpose(1, 2).reshape(B, T, C)")
         expect(False, "the attention output is right but the block's output is not: x + c_proj(y), then "
                "x + mlp(ln_2(x)) on that sum")
+    x_oracle, kv_oracle = leaf(x), leaf(kv)
+    leaves = {"the prefix's keys and values (prefix_kv)": (kv, kv_oracle), "the block's input x": (x, x_oracle)}
+    expect_gradients(got, _explicit_prefix_block(block, x_oracle, kv_oracle, c), leaves, frozen=block)
 
 
 def _explicit_parts(block, x, kv, c, top_left=False) -> dict:
@@ -306,11 +359,17 @@ def _explicit_prefix_block(block, x, kv, c, top_left=False):
 def check_ex4_2(rows_to_kv):
     base = tiny_base()
     c = base.config
-    rows = torch.randn(P, c.d_model, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    rows = leaf(torch.randn(P, c.d_model, dtype=torch.float64, generator=torch.Generator().manual_seed(6)))
     got = rows_to_kv(base.blocks[1], rows)
     want_shape = (2, c.n_head, P, c.head_dim)
     expect(isinstance(got, torch.Tensor) and got.shape == want_shape, "keys and values must be (2, n_head, P, "
            f"head_dim) = {want_shape}, got {tuple(getattr(got, 'shape', ()))}")
+    oracle_rows = leaf(rows)
+    want = REFERENCE["ex4_2"](base.blocks[1], oracle_rows)  # its values are checked below, against the block-input view
+    expect(close(got, want) or not close(got.flatten().sort().values, want.flatten().sort().values),
+           "the keys and values hold the right numbers in the wrong places: index 0 the keys, 1 the values, each "
+           "split into heads with view(P, n_head, head_dim).transpose(0, 1); a reshape to (n_head, P, head_dim) "
+           "mixes positions and heads")
     hidden = torch.zeros(c.n_layer, P, c.d_model, dtype=torch.float64)
     hidden[1] = rows  # rows at block 1 only (the others: zeros)
     as_block_input = BlockInputPrefixGPT.from_hidden(base, hidden)
@@ -319,6 +378,7 @@ def check_ex4_2(rows_to_kv):
     expect(close(PrefixGPT.from_kv(base, kv)(idx)[0], as_block_input(idx)[0]),  # oracle: the block-input view
            "a key/value prefix of these keys and values differs from the block-input prefix of the rows: "
            "did you apply ln_1 first, and take the key (second) and value (third) parts of c_attn?")
+    expect_gradients(got, want, {"the prefix rows": (rows, oracle_rows)}, frozen=base)
 
 
 def check_ex4_3(prefix_cache):
@@ -361,8 +421,13 @@ def check_ex5_1(cls):
     expect(sum(p.numel() for p in m.parameters()) == 3 * 4 + 4 * 6 + 6 + 6 * 10 + 10,
            "parameters: P' plus Linear(k, hidden) plus Linear(hidden, width), biases included")
     first, last = m.mlp[0], m.mlp[-1]
-    want = last(torch.tanh(first(m.input)))  # the oracle: Li & Liang's MLP written out
+    trains = {"P' (`input`)": m.input, "mlp[0].weight": first.weight, "mlp[0].bias": first.bias,
+              "mlp[-1].weight": last.weight, "mlp[-1].bias": last.bias}
+    copies = {name: leaf(t) for name, t in trains.items()}
+    w1, b1, w2, b2 = list(copies.values())[1:]
+    want = F.linear(torch.tanh(F.linear(copies["P' (`input`)"], w1, b1)), w2, b2)  # the oracle: the MLP written out
     expect(close(rows, want), "rows differ from Linear -> tanh -> Linear applied to P' (is the nonlinearity tanh?)")
+    expect_gradients(rows, want, {name: (trains[name], copies[name]) for name in trains})
 
 
 def check_ex5_2(merge):
@@ -375,6 +440,8 @@ def check_ex5_2(merge):
     expect(isinstance(merged.rows, DirectPrefix) and not isinstance(merged.rows, MLPPrefix),
            "merged rows must be a DirectPrefix: the MLP is not kept")
     c = base.config
+    expect(count_trainable(merged) > 0, "nothing in the merged model requires grad: keep its rows an nn.Parameter "
+           "that trains (DirectPrefix makes one), not a frozen copy")
     expect(count_trainable(merged) == P * 2 * c.n_layer * c.d_model, "the merged model must hold only the "
            "P x 2*L*d rows")
     idx = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(8))
@@ -450,9 +517,8 @@ REFERENCE = {  # the library's own code: the reference solution of each exercise
     "ex1_2": base_params,
     "ex2_1": exact_match,
     "ex2_2": rank_candidates,
-    "ex3_1": lambda base, rows, idx: SoftPromptGPT.from_embeddings(base, rows)(idx)[0],
-    "ex3_2": lambda base, prompts, idx, tasks: PromptBank(
-        {t: SoftPromptGPT.from_embeddings(base, rows) for t, rows in prompts.items()})(idx, tasks=tasks)[0],
+    "ex3_1": soft_prompt_reference,
+    "ex3_2": mixed_batch_reference,
     "ex3_3": library_steps,
     "ex4_1": lambda block, x, kv: PrefixBlock(block)(x, kv)[0],
     "ex4_2": rows_to_kv,

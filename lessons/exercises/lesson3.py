@@ -12,7 +12,9 @@ def soft_prompt_logits(base: GPT, rows: torch.Tensor, idx: torch.Tensor) -> torc
     tokens P..P+T-1. Use base.wte, base.wpe, base.blocks and base.head (or base.embed and
     base.run). Returns (B, T, V): one row of logits per real token, none for the prompt.
     If P + T is more than the base's context (base.config.block_size), raise ValueError: the
-    position table has no row for the positions past it. Reread: "The input layer" in lesson 3.
+    position table has no row for the positions past it. The rows train: keep them in the autograd
+    graph (no .detach(), .data or torch.no_grad()); the check backpropagates through your logits.
+    Reread: "The input layer" in lesson 3.
     """
     raise NotImplementedError("Need to implement for exercise 3.1")
 
@@ -24,7 +26,8 @@ def mixed_batch_logits(base: GPT, prompts: dict[str, torch.Tensor], idx: torch.T
     prompts maps a task name to its (P, C) rows (every prompt the same length); idx (B, T).
     Returns (B, T, V), the same as running each row alone with its own prompt, in one batch.
     Raise ValueError if tasks does not name one prompt per row of idx, names a task that prompts
-    lacks, or the prompts differ in length. Reread: "Many tasks, one batch" in lesson 3.
+    lacks, or the prompts differ in length. Every prompt's gradient must reach it, as in exercise 3.1.
+    Reread: "Many tasks, one batch" in lesson 3.
     """
     raise NotImplementedError("Need to implement for exercise 3.2")
 

@@ -14,7 +14,8 @@ def prefix_block(block: Block, x: torch.Tensor, prefix_kv: torch.Tensor) -> torc
     attention by hand: block.attn(h, past_kv) takes earlier keys and values, and the prefix can be
     handed over as them (lesson 4 says why that is the same thing). Writing it yourself (split heads,
     prefix keys and values before the tokens', the bottom-right causal mask) is a good second try;
-    the check accepts both. Returns (B, T, C).
+    the check accepts both. Returns (B, T, C). prefix_kv trains and x carries gradients to the blocks
+    below: keep both in the autograd graph (the check backpropagates through your output).
     Reread: "The prefix-augmented block" in lesson 4.
     """
     raise NotImplementedError("Need to implement for exercise 4.1")
@@ -24,7 +25,8 @@ def rows_to_kv(block: Block, rows: torch.Tensor) -> torch.Tensor:
     """Exercise 4.2: the keys and values a block makes of P block-input prefix rows.
 
     rows (P, C). Returns (2, n_head, P, head_dim): K = W_k LN(p) + b_k and V = W_v LN(p) + b_v,
-    with the block's ln_1 and the key and value parts of attn.c_attn. Reread: "Three views" in lesson 4.
+    with the block's ln_1 and the key and value parts of attn.c_attn; gradients must reach rows.
+    Reread: "Three views" in lesson 4.
     """
     raise NotImplementedError("Need to implement for exercise 4.2")
 
