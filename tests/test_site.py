@@ -1,6 +1,6 @@
 """The course website builds from the repository's own files, offline, and every page it links exists.
 
-Not in the default run: `pip install -e ".[site]"`, then `pytest -m site` (a minute or two on 2 cores)."""
+Not in the default run: `pip install -e ".[site]"`, then `pytest -m site` (about three minutes on 2 busy cores)."""
 import re
 import subprocess
 import sys
