@@ -28,7 +28,7 @@ suppress_warnings = ["myst.xref_missing", "toc.not_included"]  # plain links to 
 
 # The README reads well on a code host, where a toctree directive would show as raw text; the site's
 # table of contents is added to it at build time instead.
-# figures/reparam.md, sweep.md and bench_compile.md are command output without a title: linked from the pages, not listed.
+# figures/reparam.md, sweep.md and bench_compile.md are command output without a title: linked, not listed.
 TOC = ["lessons/README", *(f"lessons/{name}" for name in LESSONS), "docs/using", "docs/world", "docs/results",
        "figures/compare", "docs/performance", "docs/numbers", "docs/instructors", "docs/references"]
 
