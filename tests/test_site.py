@@ -1,0 +1,43 @@
+"""The course website builds from the repository's own files, offline, and every page it links exists.
+
+Not in the default run: `pip install -e ".[site]"`, then `pytest -m site` (about three minutes on 2 busy cores)."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.site
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    pytest.importorskip("myst_nb")
+    out = tmp_path_factory.mktemp("site")
+    run = subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-c", "docs", "-q", ".", str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return out, run.stderr
+
+
+def test_every_lesson_has_a_page_with_its_outputs_and_typeset_math(site):
+    out, _ = site
+    assert (out / "README.html").exists()
+    for notebook in sorted((ROOT / "lessons").glob("[0-9][0-9]_*.ipynb")):
+        page = (out / "lessons" / f"{notebook.stem}.html").read_text()
+        assert "cell_output" in page, f"{notebook.name}: no outputs on its page"
+        assert "IProgress" not in page, f"{notebook.name}: progress-bar residue on its page"
+    math = "".join(p.read_text() for p in (out / "lessons").glob("*.html"))
+    assert 'class="math' in math, "no formula reached MathJax"
+
+
+def test_every_internal_link_and_image_resolves(site):
+    out, warnings = site
+    broken = []
+    for page in out.rglob("*.html"):
+        for target in re.findall(r'(?:href|src)="([^"#?]+)', page.read_text()):
+            if not re.match(r"[a-z]+:|//", target) and not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(out)} -> {target}")
+    assert not broken, "\n".join(broken[:20])
