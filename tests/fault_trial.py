@@ -35,6 +35,7 @@ from minprefix.artifacts import fingerprint, load_prompt, read_tensors, save_pro
 from minprefix.base import load_model, save_base  # noqa: E402
 from minprefix.checkpoint import read_checkpoint, run_lock  # noqa: E402
 from minprefix.lab.grid import ResultStore, adopt, read_results  # noqa: E402
+from minprefix.lab.report import write_report  # noqa: E402
 from minprefix.prefix import PrefixGPT  # noqa: E402
 from minprefix.train import tune  # noqa: E402
 
@@ -120,7 +121,8 @@ def signed(src: Path, edit) -> Path:
     """A copy of a minprefix file with edit(info, tensors) applied and the checksum made right again."""
     info, tensors = read_tensors(src)
     info.pop("sha256"), info.pop("covers", None)
-    info, tensors = edit(info, dict(tensors)) or (info, tensors)
+    tensors = dict(tensors)
+    edit(info, tensors)
     path = fresh(".safetensors")
     write_tensors(tensors, info, path)
     return path
@@ -332,8 +334,9 @@ figures_out = fresh()
 figures_out.mkdir()
 (figures_out / "compare.json").write_text(json.dumps({"config": {}, "lrs": {}, "steps": {}, "untrained": {},
                                                       "studies": {}, "ensemble": {}, "n_base": 1, "seconds": 1}))
-case("figures --skip-training: compare.json empty inside")(
-    (lambda: cli("figures", "--skip-training", "--out", figures_out), "compare.json"))
+case("figures: compare.json empty inside")(  # what `figures` redraws from a compare.json
+    (lambda: minprefix.cli.redraw(figures_out / "compare.json", "compare", lambda d: write_report(d, figures_out)),
+     "compare.json"))
 
 # ---------------------------------------------------------------------------- run folders, the command line
 
@@ -361,13 +364,13 @@ def run_folder(where: str) -> Path:
 
 for where in ("a file", "inside a file", "on /proc (read-only)", "lock is a folder", "checkpoint is a folder",
               "best is a folder", "lock is a link", "checkpoint is a link"):
-    case(f"tune: --run-dir {where}")((lambda w=where: tune_cli(run_folder(w))), None)
+    case(f"tune: --run-dir {where}")((lambda w=where: tune_cli(run_folder(w)), None))
 for kind in SPECIALS:
-    case(f"tune: --init-from {kind}")((lambda k=kind: tune_cli(fresh(), "--init-from", special(k))), None)
+    case(f"tune: --init-from {kind}")((lambda k=kind: tune_cli(fresh(), "--init-from", special(k)), None))
     case(f"generate: --artifact {kind}")(
-        (lambda k=kind: cli("generate", "--base", BASE_DIR, "--prompt", "ab", "--artifact", special(k))), None)
-case("tune: --init-from missing")((lambda: tune_cli(fresh(), "--init-from", ROOT / "nothing")), None)
-case("tune: --base a FIFO")((lambda: cli("tune", "--base", special("fifo"), "--run-dir", fresh())), None)
+        (lambda k=kind: cli("generate", "--base", BASE_DIR, "--prompt", "ab", "--artifact", special(k)), None))
+case("tune: --init-from missing")((lambda: tune_cli(fresh(), "--init-from", ROOT / "nothing"), None))
+case("tune: --base a FIFO")((lambda: cli("tune", "--base", special("fifo"), "--run-dir", fresh()), None))
 
 
 def env_case(env: dict, timeout=None):
@@ -398,10 +401,10 @@ for label, env in (("WORLD_SIZE=abc", {"WORLD_SIZE": "abc"}), ("WORLD_SIZE=-1", 
                    ("RANK=5 of 2", {"WORLD_SIZE": "2", "RANK": "5"}),
                    ("MASTER_PORT=abc", {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "x", "MASTER_PORT": "abc"}),
                    ("no MASTER_ADDR", {"WORLD_SIZE": "2", "RANK": "0", "MASTER_PORT": "29500"})):
-    case(f"torchrun: {label}")((env_case(env)), None)
+    case(f"torchrun: {label}")((env_case(env), None))
 case("torchrun: a lone rank 0 of 2 (2 s to join)")(
     (lambda: env_case({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": free_port()},
-                      timeout=2)()), None)
+                      timeout=2)(), None))
 
 # ---------------------------------------------------------------------------- faults that must lose nothing
 
