@@ -78,7 +78,7 @@ def outcome(fn, names: str | None) -> str:
 
 
 def cli(*argv) -> str:
-    """`minprefix ARGV` in this process: refused (one line, exit 1), ok (exit 0) or traceback."""
+    """`minprefix ARGV` in this process: refused (one line, exit 1), silent (exit 0) or traceback."""
     err = io.StringIO()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
         try:
@@ -87,8 +87,8 @@ def cli(*argv) -> str:
         except SystemExit as e:
             code = e.code
     lines = err.getvalue().strip().splitlines()
-    if code == 0:
-        return "ok"
+    if code == 0:  # every command line case is a bad input: success is a silent wrong answer
+        return "silent"
     if len(lines) == 1 and lines[0].startswith("minprefix ") and ": error: " in lines[0]:
         raise ValueError(lines[0])
     return "traceback"
@@ -497,7 +497,7 @@ def removed_during_run() -> str:
 
     minprefix.cli.tune = tune_then_remove
     try:
-        return "lost" if tune_cli(folder) == "ok" else "ok"
+        return "lost" if tune_cli(folder) == "silent" else "ok"
     except ValueError as e:
         return "ok" if "is gone" in str(e) else "lost"
     finally:
