@@ -7,14 +7,14 @@ onto another base, or a damaged file, is a clear error instead of silently wrong
 import copy
 import hashlib
 import json
-import os
+import math
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .files import atomic_save, parse_json, regular_file, short
 from .methods import method_named, method_of
 from .model import GPT
 from .prefix import LAYERS
@@ -23,33 +23,12 @@ from .prompted import DirectPrefix
 FORMAT = "minprefix-artifact-1"
 
 
-def atomic_save(obj, path, saver=torch.save):
-    """Write to a temporary file, then rename: a crash never leaves half a file at `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per process: two writers never share it
-    try:
-        saver(obj, tmp)
-        os.chmod(tmp, 0o666 & ~current_umask())  # as a plain open() would make it (some savers make 0600)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def current_umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it: put it straight back
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path, text: str):
-    """`atomic_save` for a text file (JSON, markdown)."""
-    atomic_save(text, path, saver=lambda t, p: Path(p).write_text(t))
-
-
-def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 of every tensor's name, dtype, shape and bytes, in name order: one flipped byte changes it."""
+def tensor_checksum(tensors: dict[str, torch.Tensor], header: dict | None = None) -> str:
+    """SHA-256 of the JSON header (if given) and every tensor's name, dtype, shape and bytes, in name order:
+    one flipped byte anywhere changes it."""
     h = hashlib.sha256()
+    if header is not None:
+        h.update(json.dumps(header, sort_keys=True).encode() + b"\n")
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
         h.update(f"{name} {t.dtype} {tuple(t.shape)}\n".encode())
@@ -58,22 +37,39 @@ def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def write_tensors(tensors: dict[str, torch.Tensor], info: dict, path):
-    """One safetensors file: the tensors, and `info` plus their checksum as JSON in its header, written atomically."""
+    """One safetensors file: the tensors, and `info` plus a checksum of it and of them as JSON in its header,
+    written atomically."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    info = {**info, "sha256": tensor_checksum(tensors)}
+    info = json.loads(json.dumps({**info, "covers": "header"}))  # as it will be read back: the checksum covers it
+    info["sha256"] = tensor_checksum(tensors, info)
     atomic_save(tensors, path, lambda t, p: save_file(t, str(p), metadata={"minprefix": json.dumps(info)}))
 
 
-def read_tensors(path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """(info, tensors) of a file written by `write_tensors`, on the CPU; SafetensorError, KeyError or
-    JSONDecodeError if it cannot be read, a ValueError if its bytes do not match a recorded checksum."""
-    with safe_open(str(path), framework="pt") as f:
-        info = json.loads((f.metadata() or {})["minprefix"])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    if not isinstance(info, dict):
-        raise ValueError(f"{path}: its metadata is a {type(info).__name__}, not a JSON object")
-    if "sha256" in info and info["sha256"] != tensor_checksum(tensors):  # files from before checksums have none
-        raise ValueError(f"{path}: tensor data does not match its checksum: the file is damaged")
+FLOATING = ("F16", "BF16", "F32", "F64")  # safetensors' names of the dtypes a weight may have
+
+
+def read_tensors(path, check=None) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(info, tensors) of a file written by `write_tensors` (info {} if it has none), on the CPU; every tensor
+    floating. check(info, shapes), if given, runs on the header alone, before any tensor is read (a file that
+    declares a huge tensor is refused without reading it). SafetensorError or OSError if the file cannot be
+    read, a ValueError naming the file and the field for the rest."""
+    with safe_open(str(regular_file(path)), framework="pt") as f:
+        info = parse_json((f.metadata() or {}).get("minprefix", "{}"), f"{path}: its metadata")
+        if not isinstance(info, dict):
+            raise ValueError(f"{path}: its metadata is a {type(info).__name__}, not a JSON object")
+        slices = {k: f.get_slice(k) for k in f.keys()}
+        wrong = {k: s.get_dtype() for k, s in slices.items() if s.get_dtype() not in FLOATING}
+        if wrong:
+            name, dtype = next(iter(wrong.items()))
+            raise ValueError(f"{path}: tensor {name!r} is {dtype}, not a floating dtype: weights are numbers with "
+                             "fractions, so the file is damaged or was not written by minprefix")
+        if check is not None:
+            check(info, {k: list(s.get_shape()) for k, s in slices.items()})
+        tensors = {k: f.get_tensor(k) for k in slices}
+    header = {k: v for k, v in info.items() if k != "sha256"} if info.get("covers") == "header" else None
+    if "sha256" in info and info["sha256"] != tensor_checksum(tensors, header):  # files from before have none
+        raise ValueError(f"{path}: tensor data{' or header' * bool(header)} does not match its checksum: "
+                         "the file is damaged")
     return info, tensors
 
 
@@ -95,7 +91,7 @@ def stored_tensors(model) -> dict[str, torch.Tensor]:
 
 
 def save_prompt(model, path, base: GPT, meta: dict | None = None):
-    """Save a tuned method to `path` (.safetensors): its stored tensors and JSON metadata."""
+    """Save a tuned method to `path` (.safetensors): its stored tensors and JSON metadata (plus `meta`'s fields)."""
     if not isinstance(base, GPT) or type(base) is not GPT:
         raise ValueError(f"base must be the frozen GPT the prompt was tuned on, not a {type(base).__name__}")
     if getattr(model, "base", base) is not base and fingerprint(model.base) != fingerprint(base):
@@ -108,61 +104,91 @@ def save_prompt(model, path, base: GPT, meta: dict | None = None):
         "base_fingerprint": fingerprint(base),
         "base_config": asdict(base.config),
         **({"layers": model.layers} if getattr(model, "layers", "all") != "all" else {}),
-        **(meta or {}),
     }
-    write_tensors(tensors, info, path)
+    owned = sorted((set(info) | {"layers", "covers", "sha256"}) & set(meta or {}))
+    if owned:
+        raise ValueError(f"save_prompt: meta may not set {', '.join(owned)}: the artifact's own fields")
+    write_tensors(tensors, {**info, **(meta or {})}, path)
 
 
-def read_artifact(path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """(metadata, tensors) of an artifact file; a missing or damaged file is a clear error."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no artifact at {path}")
+def read_artifact(path, base: GPT | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(metadata, tensors) of an artifact file; a missing or damaged file, or (given `base`) one tuned on another
+    base or declaring tensors that base cannot wear, is a clear error, before any tensor is read."""
+    path = regular_file(path, "artifact")
+
+    def check(info, shapes):
+        if info.get("format") != FORMAT:
+            raise ValueError(f"{path}: unknown artifact format {info.get('format')!r}, expected {FORMAT!r}")
+        check_info(path, info, shapes)
+        if base is not None:
+            check_base(path, info, shapes, base)
+
     try:
-        info, tensors = read_tensors(path)
-    except (SafetensorError, KeyError, json.JSONDecodeError, OSError) as e:
-        raise ValueError(f"{path} is not a readable minprefix artifact (corrupt or another format): {e}") from None
-    if info.get("format") != FORMAT:
-        raise ValueError(f"{path}: unknown artifact format {info.get('format')!r}, expected {FORMAT!r}")
-    check_info(path, info, tensors)
-    return info, tensors
+        return read_tensors(path, check)
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{path} is not a readable minprefix artifact (corrupt or another format): "
+                         f"{short(e)}") from None
 
 
-def check_info(path, info: dict, tensors: dict[str, torch.Tensor]):
+def check_info(path, info: dict, shapes: dict[str, list[int]]):
     """Every metadata field the loader reads, checked: a hand-edited header is an error naming its field."""
     for name in ("method", "base_fingerprint"):
         if not isinstance(info.get(name), str):
             raise ValueError(f"{path}: metadata field {name!r} is missing or not a string ({info.get(name)!r})")
     if not isinstance(info.get("base_config"), dict):
         raise ValueError(f"{path}: metadata field 'base_config' is missing or not an object")
-    shapes = {k: list(v.shape) for k, v in tensors.items()}
     if info.get("shapes") != shapes:
         raise ValueError(f"{path}: metadata field 'shapes' ({info.get('shapes')!r}) does not match the tensors "
                          f"the file holds ({shapes})")
     if "layers" in info and info["layers"] not in LAYERS:
         raise ValueError(f"{path}: metadata field 'layers' is {info['layers']!r}, not one of {', '.join(LAYERS)}")
+    try:
+        method_named(info["method"])
+    except ValueError as e:
+        raise ValueError(f"{path}: metadata field 'method': {e}") from None
+
+
+def check_base(path, info: dict, shapes: dict[str, list[int]], base: GPT):
+    """The artifact was tuned on `base`, and its declared tensors fit it (strictly: every weight for full)."""
+    fp = fingerprint(base)
+    if info["base_fingerprint"] != fp:
+        same = info["base_config"] == asdict(base.config)
+        raise ValueError(
+            f"{path} was tuned on base {info['base_fingerprint']!r}, but this base is {fp!r} "
+            + ("(the same config, other weights)" if same else
+               f"(config {info['base_config']!r} vs {asdict(base.config)})")
+            + ": load it onto the base it was tuned on")
+    if method_named(info["method"]).model is None:  # full fine-tuning: every weight of the base, by name and shape
+        wrong = mismatched(weight_shapes(base), shapes)
+        if wrong:
+            raise ValueError(f"{path}: its tensors are not the base's weights ({wrong}): the file is damaged")
+        return
+    c = base.config
+    if list(shapes) != ["prompt"] or math.prod(shapes["prompt"]) > 2 * c.n_layer * c.block_size * c.d_model:
+        raise ValueError(f"{path}: its tensors {shapes} are not one prompt this base can wear (at most 2 x n_layer "
+                         "x block_size x d_model numbers): the file is damaged")
+
+
+def weight_shapes(model: GPT) -> dict[str, list[int]]:
+    """The shape of every weight a file stores for `model` (lm_head.weight is the token table, not stored)."""
+    return {k: list(v.shape) for k, v in model.state_dict().items() if k != "lm_head.weight"}
+
+
+def mismatched(want: dict, shapes: dict) -> str:
+    """The first few names in which two {name: shape} differ, said as such ('' if none): loading is strict."""
+    wrong = sorted(set(want) ^ set(shapes)) or sorted(k for k in want if want[k] != shapes[k])
+    return (", ".join(map(repr, wrong[:3])) + " missing, unexpected or of another shape") if wrong else ""
 
 
 def load_prompt(path, base: GPT):
     """The tuned model saved at `path`, worn by `base` (which must be the base it was tuned on)."""
-    info, tensors = read_artifact(path)
-    fp = fingerprint(base)
-    if info["base_fingerprint"] != fp:
-        raise ValueError(
-            f"{path} was tuned on base {info['base_fingerprint']} (config {info['base_config']}), "
-            f"but this base is {fp} (config {asdict(base.config)}): load it onto the base it was tuned on"
-        )
-    try:
-        wearer = method_named(info["method"]).model  # an old name is read under its new one
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
+    info, tensors = read_artifact(path, base)
+    wearer = method_named(info["method"]).model  # an old name is read under its new one
     device, dtype = base.wte.weight.device, base.wte.weight.dtype
     if wearer is None:
         model = copy.deepcopy(base)
-        model.load_state_dict({k: v.to(device, dtype) for k, v in tensors.items()}, strict=False)
+        model.load_state_dict({k: v.to(device, dtype) for k, v in tensors.items()}, strict=False)  # lm_head: tied
         return model
-    if "prompt" not in tensors:
-        raise ValueError(f"{path}: no 'prompt' tensor for method {info['method']!r}")
     try:
         kwargs = {"layers": info["layers"]} if "layers" in info else {}
         return wearer.from_rows(base, wearer.to_rows(tensors["prompt"].to(device, dtype)), **kwargs)

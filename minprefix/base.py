@@ -12,9 +12,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from .artifacts import atomic_save, atomic_write_text, fingerprint
+from .artifacts import fingerprint, mismatched, read_tensors, weight_shapes
+from .files import atomic_save, atomic_write_text, read_json, short
 from .config import arg
 from .model import GPT, GPTConfig, is_device_name
 from .train import LoopConfig, Run, optimize
@@ -70,22 +71,29 @@ def save_base(model: GPT, out_dir, meta: dict | None = None):
 
 
 def load_model(path, device="cpu") -> GPT:
-    """A GPT from a directory written by save_base; a missing or corrupt file is a clear error."""
+    """A GPT from a directory written by save_base; a missing, corrupt or mismatched file is a clear error, found
+    before the weights are read."""
     path = Path(path)
+    if not (path / "config.json").exists() and not (path / "model.safetensors").exists():
+        raise FileNotFoundError(f"no base model at {path} (run `minprefix pretrain` to build one)")
+    info = read_json(path / "config.json", "base config")
+    if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
+        raise ValueError(f"{path / 'config.json'}: its field 'config' is missing or not an object")
+    try:  # saved before pad_id: pretrain made it, on the world
+        model = GPT(GPTConfig(**{"pad_id": Tokenizer().pad_id, **info["config"]}))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path / 'config.json'}: field 'config': {short(e)}") from None
+
+    def check(_, shapes):
+        wrong = mismatched(weight_shapes(model), shapes)
+        if wrong:
+            raise ValueError(f"{path / 'model.safetensors'}: its tensors are not this config's weights ({wrong})")
+
     try:
-        info = json.loads((path / "config.json").read_text())
-        config = {"pad_id": Tokenizer().pad_id, **info["config"]}  # saved before pad_id: pretrain made it, on the world
-        model = GPT(GPTConfig(**config))
-        state = load_file(str(path / "model.safetensors"))
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"no base model at {path}: {e.filename} is missing "
-                                "(run `minprefix pretrain` to build one)") from None
-    except (json.JSONDecodeError, KeyError, TypeError, SafetensorError) as e:
-        raise ValueError(f"corrupt base model files in {path}: {e}") from None
-    missing = set(model.state_dict()) - set(state) - {"lm_head.weight"}
-    if missing:
-        raise ValueError(f"corrupt base model in {path}: missing tensors {sorted(missing)}")
-    model.load_state_dict(state, strict=False)
+        _, state = read_tensors(path / "model.safetensors", check)
+    except SafetensorError as e:
+        raise ValueError(f"corrupt base model in {path}: {short(e)}") from None
+    model.load_state_dict(state, strict=False)  # every key checked above; lm_head.weight is wte's
     if info.get("fingerprint") not in (None, fingerprint(model)):
         raise ValueError(f"corrupt base model in {path}: weights do not match the recorded fingerprint")
     return model.to(device)

@@ -6,6 +6,7 @@ no pickle. A resume checks the configuration and what the run depends on (the ba
 file) and names each difference. `run_lock` makes a run folder belong to one run at a time.
 """
 
+import fcntl
 import json
 import os
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from safetensors import SafetensorError
 from . import distributed
 from .artifacts import read_tensors, write_tensors
 from .config import flag
+from .files import remove_stale_temporaries, short
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
@@ -79,10 +81,12 @@ def read_checkpoint(path, device="cpu") -> dict:
         ckpt = unpack(info, {k: v.to(device) for k, v in tensors.items()})
         ckpt["optimizer"]["state"] = {int(k): v for k, v in ckpt["optimizer"]["state"].items()}  # JSON made them str
         for name, kind in (("step", int), ("config", dict), ("depends", dict), ("trainable", dict), ("state", dict)):
-            if not isinstance(ckpt[name], kind):
+            if not isinstance(ckpt[name], kind) or isinstance(ckpt[name], bool):
                 raise ValueError(f"its {name!r} is a {type(ckpt[name]).__name__}, not a {kind.__name__}")
-    except (SafetensorError, KeyError, TypeError, ValueError, AttributeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} is damaged ({e}); delete it to start over "
+        if not 0 <= ckpt["step"] <= ckpt["config"].get("steps", ckpt["step"]):
+            raise ValueError(f"its 'step' {ckpt['step']} is not within the run (0 to its steps)")
+    except (SafetensorError, OSError, KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise ValueError(f"{path} is damaged ({short(e)}); delete it to start over "
                          "(best.safetensors, if any, is kept)") from None
     return ckpt
 
@@ -127,41 +131,55 @@ def differences(old_config: dict, old_depends: dict, config: dict, depends: dict
     return said
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, but belongs to another user
-        return True
-    return True
-
-
 @contextmanager
 def run_lock(run_dir):
-    """Hold run_dir/lock (our pid) while a run writes there; a live holder's lock stops us, a dead one's is taken."""
+    """Hold run_dir/lock while a run writes there: an flock on the open file, which the kernel releases when the
+    process ends however it ends; the file names the holder's pid. A second run stops at once. Temporary files
+    of dead writers are removed once the folder is ours."""
     if run_dir is None or not distributed.is_main():  # under torchrun the main rank holds it for all
         yield
         return
     path = Path(run_dir) / "lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(3):  # a stale lock is removed, then taken on the next try
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)  # atomic: only one creator wins
-        except FileExistsError:
-            text = path.read_text().strip() if path.exists() else ""
-            holder = int(text) if text.isdigit() else None
-            if holder is not None and pid_alive(holder):
-                raise ValueError(f"{run_dir} is in use by pid {holder} (its lock file is {path}); wait for that "
-                                 "run to end, or pass another --run-dir") from None
-            path.unlink(missing_ok=True)  # stale: its process is gone
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{os.getpid()}\n")
-        break
-    else:
-        raise ValueError(f"{run_dir}: could not take the lock {path}; delete it if no run uses that folder")
+    fd = take_lock(path)
     try:
+        remove_stale_temporaries(run_dir)
         yield
     finally:
-        path.unlink(missing_ok=True)
+        try:
+            if same_file(fd, path):  # only the holder removes it, and only while still holding it
+                path.unlink()
+        finally:
+            os.close(fd)  # releases the flock
+
+
+def take_lock(path: Path) -> int:
+    """An open descriptor of `path` holding its exclusive flock, with our pid written in it."""
+    for _ in range(100):  # only a lock file removed between our open and our flock makes us go round again
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as e:
+            raise ValueError(f"cannot take the run folder's lock {path}: {e.strerror}; pass another --run-dir "
+                             "(a writable folder)") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            holder = holder if holder.isdigit() else "?"  # not yet written (or not a pid: never shown raw)
+            raise ValueError(f"{path.parent} is in use by pid {holder} (its lock file is {path}); wait "
+                             "for that run to end, or pass another --run-dir") from None
+        if same_file(fd, path):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            return fd
+        os.close(fd)  # its holder removed it before we held it: take the one now at path
+    raise ValueError(f"could not take the lock {path}: it keeps being replaced; is another program removing it?")
+
+
+def same_file(fd: int, path: Path) -> bool:
+    """Whether `path` still names the file open at fd."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import warnings
 from dataclasses import fields
 from pathlib import Path
@@ -19,14 +20,15 @@ from typing import get_args
 import torch
 
 from . import distributed
-from .artifacts import atomic_write_text, fingerprint, load_prompt
+from .artifacts import fingerprint, load_prompt
+from .files import atomic_write_text, short
 from .base import SHIPPED_DIR, PretrainConfig, load_base, pretrain, save_base
 from .config import default_of, flag
 from .hard_prompt import SEARCH_START, score_templates, search_prompt
 from .lab.bench import BenchConfig, grid_throughput, print_grid_table, print_profile, print_table, run_bench
 from .lab.compare import QUICK, CompareConfig, run_compare
 from .lab.demo import DEMO_STEPS, run_demo
-from .lab.grid import adopt
+from .lab.grid import adopt, read_results
 from .lab.figures import close, make_figures, plot_reparam, plot_sweep
 from .lab.reparam import QUICK as REPARAM_QUICK, ReparamConfig, reparam_markdown, run_reparam
 from .lab.report import write_report
@@ -115,6 +117,7 @@ def _base(args):
 def cmd_pretrain(args):
     cfg = config_from(args, PretrainConfig)
     check_writable(args.out, folder=True)
+    check_writable(args.run_dir, folder=True)
     model = pretrain(cfg, args.run_dir, distributed.setup(pick_device(args.device)))
     if distributed.is_main():
         recipe = {"steps": cfg.steps, "seed": cfg.seed, "task_weights": cfg.task_weights}
@@ -182,6 +185,7 @@ def cmd_tune(args):
     base, tok = _base(args)
     cfg = config_from(args, TuneConfig)
     run_dir = args.run_dir or f"runs/{cfg.method}-{cfg.task}"
+    check_writable(run_dir, folder=True)
     device = distributed.setup(pick_device(args.device))
     model, history = tune(base, tok, cfg, run_dir, device, init_from=args.init_from)
     if not distributed.is_main():
@@ -190,7 +194,11 @@ def cmd_tune(args):
     test = score(model, tok, examples(cfg.task, "test", 200))
     print(f"{cfg.method} on {cfg.task}: best dev exact match {100 * best['dev_exact_match']:.1f} % "
           f"(step {best['step']}), test exact match {percent(test['exact_match'], test['n'])}")
-    print(f"artifact: {run_dir}/best.safetensors")
+    artifact = Path(run_dir) / "best.safetensors"
+    if not artifact.is_file():  # the folder was removed or emptied while the run went on
+        raise FileNotFoundError(f"the run ended, but its artifact {artifact} is gone (was {run_dir} removed "
+                                "during the run?): run the same command again")
+    print(f"artifact: {artifact}")
 
 
 def cmd_search_prompt(args):
@@ -286,6 +294,16 @@ def cmd_bench(args):
             print_profile(result["profile_ms_per_step"])
 
 
+def redraw(path, name, draw):
+    """draw(the results file at path), whose top level `read_results` checks; a wrong field deeper down is one line
+    naming the file too."""
+    try:
+        draw(read_results(path, name))
+    except (KeyError, TypeError, IndexError, AttributeError, StopIteration) as e:
+        raise ValueError(f"{path}: not a {name} results file of this minprefix ({type(e).__name__}: {short(e)}): "
+                         f"rerun `minprefix {name}` to write it again") from None
+
+
 def cmd_figures(args):
     check_writable(args.out, folder=True)
     base_and_tok = _base(args)
@@ -293,12 +311,12 @@ def cmd_figures(args):
         print(f"wrote {path}")
     measured = Path(args.out) / "compare.json"
     if measured.exists():  # tables, verdicts and figures recomputed from the runs `minprefix compare` kept, no training
-        write_report(json.loads(measured.read_text()), Path(args.out))
+        redraw(measured, "compare", lambda data: write_report(data, Path(args.out)))
         print(f"wrote compare.md, compare.json, compare_tasks.png, compare_studies.png (from {measured})")
     for name, plot in (("sweep", plot_sweep), ("reparam", plot_reparam)):  # likewise, `minprefix sweep` / `reparam`
         measured = Path(args.out) / f"{name}.json"
         if measured.exists():
-            close(plot(json.loads(measured.read_text()), Path(args.out) / f"{name}.png"))
+            redraw(measured, name, lambda data: close(plot(data, Path(args.out) / f"{name}.png")))  # noqa: B023
             print(f"wrote {Path(args.out) / name}.png (from {measured})")
     if not args.skip_training:
         run_demo(base_and_tok, pick_device(args.device), Path(args.out) / "demo.png")
@@ -418,9 +436,15 @@ def lab_commands(command):
                    "(demo.png needs `minprefix demo`, about four minutes)")
 
 
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     name = f"minprefix {args.command}"
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only there can signals be handled
+    previous = signal.signal(signal.SIGTERM, interrupt) if in_main_thread else None  # `kill`, schedulers: as Ctrl-C
     try:
         with warnings.catch_warnings():  # a warning is one line too
             warnings.showwarning = lambda message, *_: print(f"{name}: warning: {message}", file=sys.stderr)
@@ -430,11 +454,19 @@ def main(argv=None):
         sys.exit(1)
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while exiting: no traceback from exit handlers
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print(f"\n{name}: interrupted; run the same command again to resume", file=sys.stderr)
         sys.exit(130)
     except BrokenPipeError:  # the reader went away (`minprefix info | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+    except OSError as e:  # a full disk, a read-only folder, a path that is a folder
+        print(f"{name}: error: {e.strerror or e} ({e.filename or 'a file'}): free space or pass another path",
+              file=sys.stderr)
+        sys.exit(1)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -15,24 +15,36 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
 
+from .config import arg, validate
+
 
 @dataclass
 class GPTConfig:
-    vocab_size: int = 104  # characters of the tiny world plus special tokens
-    block_size: int = 128  # context length: prompt or prefix rows *plus* tokens must fit
-    n_layer: int = 4  # transformer blocks
-    n_head: int = 4  # attention heads per block
-    d_model: int = 128  # width of the residual stream
-    dropout: float = 0.0  # dropout on attention weights and residual branches
-    bias: bool = True  # biases in Linear and LayerNorm, as in GPT-2
-    pad_id: int | None = None  # the tokenizer's padding id, which generate refuses; None: every id is a token (GPT-2)
+    vocab_size: int = arg(104, "characters of the tiny world plus special tokens", low=1, high=10**6)
+    block_size: int = arg(128, "context length: prompt or prefix rows *plus* tokens must fit", low=1, high=10**6)
+    n_layer: int = arg(4, "transformer blocks", low=1, high=1024)
+    n_head: int = arg(4, "attention heads per block", low=1, high=1024)
+    d_model: int = arg(128, "width of the residual stream", low=1, high=65536)
+    dropout: float = arg(0.0, "dropout on attention weights and residual branches", low=0.0, high=1.0)
+    bias: bool = arg(True, "biases in Linear and LayerNorm, as in GPT-2")
+    pad_id: int | None = arg(None, "the tokenizer's padding id, which generate refuses; None: every id is a token "
+                             "(GPT-2)")
 
     def __post_init__(self):
+        validate(self)  # every field's type and range: a hand-edited config.json is refused before allocating
         if self.d_model % self.n_head:
             raise ValueError(f"--d-model {self.d_model} must be divisible by --n-head {self.n_head}: "
                              "each head gets d_model / n_head dimensions")
         if self.pad_id is not None and not 0 <= self.pad_id < self.vocab_size:
             raise ValueError(f"pad_id {self.pad_id} is not a token id (0 to {self.vocab_size - 1}); None for no pad")
+
+    def check_size(self, most: int = 4 * 10**9):
+        """Refuse, before allocating, a GPT of more than `most` parameters (GPT-2 XL has 1.6 billion)."""
+        n = 12 * self.n_layer * self.d_model**2 + (self.vocab_size + self.block_size) * self.d_model  # about
+        if n > most:
+            raise ValueError(f"a GPT of n_layer {self.n_layer}, d_model {self.d_model}, vocab_size {self.vocab_size} "
+                             f"and block_size {self.block_size} has about {n:,} parameters, more than {most:,}: "
+                             "is the config right?")
 
     @property
     def head_dim(self) -> int:
@@ -261,6 +273,7 @@ def run_block(base, block, *args):
 class GPT(nn.Module, Generator):
     def __init__(self, config: GPTConfig):
         super().__init__()
+        config.check_size()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.d_model)  # token embeddings
         self.wpe = nn.Embedding(config.block_size, config.d_model)  # learned positions

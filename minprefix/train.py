@@ -6,7 +6,6 @@ checkpoints and resume, so methods differ only in what they train. `tune` is tha
 one downstream task, with dev evaluation and the best artifact kept.
 """
 
-import hashlib
 import math
 import random
 import time
@@ -22,6 +21,7 @@ from . import distributed
 from .artifacts import fingerprint, load_into, save_prompt
 from .checkpoint import Checkpoint, run_lock, trainable_state
 from .config import arg, validate
+from .files import file_sha256
 from .methods import DEFAULT_METHOD, METHODS, RENAMED
 from .model import GPT, autocast
 from .prefix import LAYERS
@@ -212,13 +212,6 @@ class TuneConfig(LoopConfig):
         return self.lr if self.lr is not None else METHODS[self.method].lr
 
 
-def file_sha256(path) -> str:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no artifact at {path} (--init-from)") from None
-
-
 def rank(exact_match: float, loss: float) -> tuple:
     """How dev scores are ordered: exact match first, then the lower loss (the first of equals wins)."""
     return exact_match, -loss
@@ -245,7 +238,8 @@ def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu",
     init_from: a saved artifact of the same method to continue from.
     """
     base = base.to(device)
-    depends = {"base": fingerprint(base), "init_from": file_sha256(init_from) if init_from is not None else None}
+    init_sha = file_sha256(init_from, "artifact (--init-from)") if init_from is not None else None
+    depends = {"base": fingerprint(base), "init_from": init_sha}
     base_before = {k: v.clone() for k, v in base.state_dict().items()}
     model = build_method(base, tok, cfg).to(device)
     if init_from is not None:

@@ -11,6 +11,7 @@ import pytest
 import torch
 from helpers import tiny_base, tiny_config
 
+import minprefix.files
 from minprefix.artifacts import fingerprint, save_prompt
 from minprefix.base import SHIPPED_DIR, PretrainConfig, load_base, load_model, pretrain, save_base
 from minprefix.scoring import score
@@ -151,8 +152,7 @@ def test_written_files_have_a_normal_saves_mode(tmp_path):
         save_prompt(SoftPromptGPT(base, 4), tmp_path / "q.safetensors", base)
     finally:
         os.umask(old)
-    want = 0o666 & ~old
+    want = 0o666 & ~minprefix.files.UMASK  # the umask as the process started: read once, at import
     files = [tmp_path / "base" / "model.safetensors", tmp_path / "base" / "config.json", tmp_path / "p.safetensors",
-             tmp_path / "run" / "checkpoint.safetensors"]
+             tmp_path / "run" / "checkpoint.safetensors", tmp_path / "q.safetensors"]
     assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: oct(want) for f in files}
-    assert oct((tmp_path / "q.safetensors").stat().st_mode & 0o777) == oct(0o640)  # the umask is respected

@@ -32,9 +32,11 @@ def test_a_checkpoint_holding_another_methods_weights_is_refused(tmp_path):
 
 
 def test_a_run_folder_in_use_by_a_live_process_is_refused(tmp_path):
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holds = (f"import fcntl, os, time; fd = os.open({str(tmp_path / 'lock')!r}, os.O_RDWR | os.O_CREAT); "
+             "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'%d' % os.getpid()); print(flush=True); time.sleep(60)")
+    child = subprocess.Popen([sys.executable, "-c", holds], stdout=subprocess.PIPE)  # as a run of it would hold it
     try:
-        (tmp_path / "lock").write_text(f"{child.pid}\n")  # as a run of that process would hold it
+        child.stdout.readline()
         with pytest.raises(ValueError, match=f"{tmp_path} is in use by pid {child.pid}"):
             tune(tiny_base(), TOK, quick("soft", steps=2), run_dir=tmp_path, progress=False)
         assert (tmp_path / "lock").read_text().strip() == str(child.pid), "another run's lock was touched"

@@ -9,7 +9,7 @@ from minprefix.methods import METHODS
 
 PACKAGE = Path(__file__).resolve().parent.parent / "minprefix"
 LAYERS = [  # lowest first: a module imports only from its own layer or those below it (and never in a cycle)
-    {"config", "distributed", "lexicon"},
+    {"config", "distributed", "lexicon", "files"},
     {"model", "world"},
     {"scoring", "params", "prompted"},
     {"soft_prompt", "prefix"},

@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm  # the text bar: in a notebook without ipywidgets, tqdm.auto warns and falls back to it
 
-from ..artifacts import atomic_write_text, fingerprint, save_prompt
+from ..artifacts import fingerprint, save_prompt
+from ..files import atomic_write_text, read_json, short
 from ..base import SHIPPED_DIR
 from ..params import count_stored, count_trainable
 from ..methods import METHODS
@@ -38,9 +39,12 @@ class ResultStore:
         self.data = {}
         if self.path is not None and self.path.exists():
             try:
-                self.data = json.loads(self.path.read_text())
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{self.path} is not a results file ({e}): delete it to start over") from None
+                self.data = read_json(self.path, "results file")
+            except ValueError as e:
+                raise ValueError(f"{e}: it is not a results file; delete it to start over") from None
+            if not isinstance(self.data, dict):
+                raise ValueError(f"{self.path} is not a results file (a JSON {type(self.data).__name__}, not an "
+                                 "object): delete it to start over")
 
     def __contains__(self, key: str) -> bool:
         return key in self.data
@@ -99,14 +103,41 @@ def adopt(path, earlier, base: str) -> tuple[int, int]:
     the base with fingerprint `base` as finished cells of the results file at path; a cell already there is
     kept. Returns (added, skipped because measured on another base)."""
     try:
-        found = results_in(json.loads(Path(earlier).read_text()))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"--from {earlier}: cannot read its runs ({e})") from None
+        found = results_in(read_json(earlier, "--from file"))
+    except RecursionError:
+        raise ValueError(f"--from {earlier}: nested too deep to be a results file") from None
+    wrong = next((r for r in found if not isinstance(r["config"], dict) or not isinstance(r["history"], list)), None)
+    if wrong is not None:
+        raise ValueError(f"--from {earlier}: a run's 'config' is {short(repr(wrong['config']))[:60]} and its "
+                         f"'history' a {type(wrong['history']).__name__}: not runs of minprefix; pass a sweep.json "
+                         "or reparam.json it wrote")
     store = ResultStore(path)
     ours = [r for r in found if base_of(r) == base]
     new = {config_key(r["config"]): r for r in ours if config_key(r["config"]) not in store}
     store.put_many(new)
     return len(new), len(found) - len(ours)
+
+
+SCHEMAS = {  # the top-level fields of each results file a command reads back, and their JSON types
+    "compare": {"config": dict, "lrs": dict, "steps": dict, "untrained": dict, "studies": dict, "ensemble": dict,
+                "n_base": int, "seconds": (int, float)},
+    "sweep": {"config": dict, "fields": dict, "methods": dict},
+    "reparam": {"config": dict, "d_model": int, "lrs": dict, "map": dict, "chosen": dict, "sensitivity": dict,
+                "question_cell": str, "k": dict, "h": dict, "form": dict, "init": dict},
+}
+
+
+def read_results(path, name: str) -> dict:
+    """The results file `minprefix NAME` wrote at path, its structure checked (`SCHEMAS`): one line if not."""
+    data = read_json(path, f"{name} results file")
+    rerun = f"rerun `minprefix {name}` to write it again"
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a {name} results file is a JSON object, not a {type(data).__name__}: {rerun}")
+    for key, kind in SCHEMAS[name].items():
+        if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
+            raise ValueError(f"{path}: field {key!r} is missing or of the wrong type (an older format, or not a "
+                             f"{name}.json): {rerun}")
+    return data
 
 
 LATER_FIELDS = {"stop_at": None, "compile": False}  # TuneConfig fields added after results were stored, and their defaults

@@ -8,7 +8,7 @@ import json
 import statistics
 from pathlib import Path
 
-from ..artifacts import atomic_write_text
+from ..files import atomic_write_text
 from ..scoring import percent, table
 from .compare import FULL, INIT_STUDY, PREFIX, PREFIX_DIRECT, SHIFT_VARIANTS, SOFT, SOFT_INITS, VARIANTS
 from .figures import close, plot_compare_studies, plot_compare_tasks
