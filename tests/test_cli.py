@@ -390,4 +390,4 @@ def test_a_sweep_from_an_earlier_sweeps_json_trains_nothing_it_already_has(tiny_
     assert "finished runs taken from" in out
     assert (again / "sweep.md").read_text() == (first / "sweep.md").read_text()
     code, _, err = run("sweep", "--quick", "--base", tiny_base_dir, "--out", again, "--from", tmp_path / "nothing.json")
-    assert one_line_error(code, err, "sweep") and "cannot read its runs" in err, err
+    assert one_line_error(code, err, "sweep") and "no --from file at" in err and "nothing.json" in err, err
