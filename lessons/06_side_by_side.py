@@ -87,8 +87,8 @@ print(f"base: {N_BASE:,} parameters")
 # the prefixes, P-tuning's prompt encoder of lesson 3 for the soft prompt; such a method is named
 # after its direct one, plus `-mlp`). Full fine-tuning, where every weight of
 # a copy of the base trains, is the reference. Each method runs at its own default learning rate,
-# the one `minprefix sweep` chose: it tries rates a factor of about 3 apart (..., 0.001, 0.003, 0.01,
-# ...) with three seeds each, scores a rate by its mean best dev exact match (a diverged run counts
+# the one `minprefix sweep` chose: it tries rates a factor of about 3 apart (each about three times the
+# last) with three seeds each, scores a rate by its mean best dev exact match (a diverged run counts
 # 0), and adds the next rate out while the best sits at the smallest or the largest rate tried, since
 # a best at an end may be the start of a slope that keeps rising. Exercise 6.2 asks you to write that
 # rule.
