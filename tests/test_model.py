@@ -296,7 +296,8 @@ def test_a_reserved_cache_writes_new_rows_in_place_and_reads_like_concatenation(
         new_k, new_v = torch.randn(2, 2, n, 4, generator=g), torch.randn(2, 2, n, 4, generator=g)
         got = extend(past, new_k, new_v)
         assert isinstance(got, Reserved) and got[0].data_ptr() == buffer  # the same buffer: nothing copied
-        assert torch.equal(got[0], torch.cat([past[0], new_k], 2)) and torch.equal(got[1], torch.cat([past[1], new_v], 2))
+        assert torch.equal(got[0], torch.cat([past[0], new_k], 2))
+        assert torch.equal(got[1], torch.cat([past[1], new_v], 2))
         past = got
     full = extend(past, new_k, new_v)  # no room left: concatenated, not written past the buffer
     assert not isinstance(full, Reserved) and full[0].size(2) == 8

@@ -140,7 +140,8 @@ def read_results(path, name: str) -> dict:
     return data
 
 
-LATER_FIELDS = {"stop_at": None, "compile": False}  # TuneConfig fields added after results were stored, and their defaults
+# TuneConfig fields added after results were stored, and their defaults
+LATER_FIELDS = {"stop_at": None, "compile": False}
 
 
 def config_key(config: dict) -> str:

@@ -60,7 +60,8 @@ class ReparamConfig:
 
 
 QUICK = dict(steps=8, seeds=2, probe_seeds=2, eval_every=4, n_dev=20, n_test=20,
-             tasks=("bare-reverse", "reverse-upper"), n_trains=(16,), multiples=(0.1, 1.0), ks=(8, 128), hiddens=(16, 512))
+             tasks=("bare-reverse", "reverse-upper"), n_trains=(16,), multiples=(0.1, 1.0), ks=(8, 128),
+             hiddens=(16, 512))
 
 
 def load_results(path=None) -> dict:

@@ -1,7 +1,7 @@
 """The report of `minprefix compare`: tables, figures and a verdict per claim, from the raw results.
 
 Every verdict is a rule written out below (with its threshold), applied to the measured means;
-the prose on *why* a claim holds or not belongs to the README, next to these numbers.
+the prose on *why* a claim holds or not belongs to lesson 6 and docs/results.md, next to these numbers.
 """
 
 import json
