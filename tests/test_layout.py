@@ -19,7 +19,7 @@ LAYERS = [  # lowest first: a module imports only from its own layer or those be
     {"train"},
     {"base", "hard_prompt"},
     {"lab.grid", "lab.figures", "lab.bench", "lab.sweep"},
-    {"lab.compare", "lab.demo", "lab.reparam"},
+    {"lab.compare", "lab.demo", "lab.reparam", "lab.lesson"},
     {"lab.report"},
     {"lab", "cli", "__main__", "__init__"},
 ]
