@@ -35,8 +35,8 @@
 # results in one table with reference rows, say which kind of parameter count a quality difference
 # goes with, explain the argument that a prefix cannot install a new skill and where it stops, and attach an honest interval to a score.
 #
-# **Running time:** about 3 minutes on 2 CPU cores (199 s measured), most of it in 14 tuning runs
-# of 300 steps, two at a time, with a progress bar; the converged, multi-seed numbers are read from
+# **Running time:** about 3 minutes on 2 idle CPU cores (199 s; the committed run took 247 s on 2 cores
+# shared with other jobs), most of it in 14 tuning runs of 300 steps, two at a time, with a progress bar; the converged, multi-seed numbers are read from
 # `minprefix compare`'s committed results (`figures/compare.json`) in a second. With
 # `MINPREFIX_QUICK=1` it trains each run for a handful of steps only (every cell runs, but the
 # numbers then mean nothing).
@@ -44,22 +44,18 @@
 # You should have done lessons 3 to 5.
 
 # %%
-import importlib.metadata
-import inspect
 import math
-import os
-import platform
 import statistics
 import time
 
 import matplotlib.pyplot as plt
-import torch
 from IPython.display import display
 
 import minprefix
 from minprefix.lab.compare import load_results as load_compare
 from minprefix.lab.figures import plot_curves
 from minprefix.lab.grid import run_grid
+from minprefix.lab.lesson import setup, solution  # noqa: F401 (solution("6.1"): the library's answer, after yours)
 from minprefix.lab.sweep import converged
 from minprefix.methods import METHODS
 from minprefix.scoring import percent, score, table, wilson_interval
@@ -68,14 +64,9 @@ from minprefix.world import NEW_SKILL_TASKS, copy_baseline, examples
 
 # %matplotlib inline
 T0, CPU0 = time.time(), time.process_time()
-QUICK = os.environ.get("MINPREFIX_QUICK") == "1"  # CI: a few steps per run; every cell still runs
-device = minprefix.pick_device()
-print(f"Python {platform.python_version()}, torch {torch.__version__}, "
-      f"minprefix {importlib.metadata.version('minprefix')}, device {device}, {torch.get_num_threads()} CPU thread(s)")
-print("QUICK mode: tiny grids, the numbers below mean nothing" if QUICK else "full mode")
-base, tok = minprefix.load_base()  # the shipped base, frozen, with its character tokenizer
+base, tok, QUICK = setup(threads=None)  # torch's threads, seed 0, the shipped base; QUICK: tiny grids, numbers mean nothing
+device = minprefix.pick_device()  # the grids' runs go there
 N_BASE = base.num_params()
-print(f"base: {N_BASE:,} parameters")
 
 # %% [markdown]
 # ## Every method, two tasks
@@ -239,15 +230,14 @@ for row, task in zip(axes, TASKS):
             y = 100 * conv[(m, task)]["dev"]
             style = {"marker": "*", "s": 140, "color": "black"} if m == "full" else \
                     {"marker": "o", "s": 55, "edgecolors": c, "facecolors": "none" if net else c, "linewidths": 1.5}
-            ax.scatter(x, y, zorder=3, **style)
-            ax.annotate(SHORT[m], (x, y), textcoords="offset points", xytext=(-6, -12) if net else (5, 5),
-                        ha="right" if net else "left", fontsize=7, color=c)
+            ax.scatter(x, y, zorder=3, label=SHORT[m], **style)
+        ax.legend(loc="lower right", ncol=2, fontsize=8)  # a legend, not labels: the points crowd near 100 %
         ax.set(xscale="log", ylim=(-8, 108), title=f"{task}: mean dev exact match against {size} numbers")
         ax.grid(alpha=0.3)
     row[0].set_ylabel("dev exact match (%)")
 axes[-1][0].set_xlabel("trains while tuning, % of the base (log)")
 axes[-1][1].set_xlabel("stored after tuning, % of the base (log; each network version nudged right of its pair)")
-fig.suptitle(f"quality against size (stored grid: mean over seeds, each method at its own lr and steps): filled = rows trained directly, "
+fig.suptitle("quality against size (stored grid: mean over seeds, each method at its own lr and steps): filled = rows trained directly, "
              "hollow = through a network (MLP; P-tuning's encoder for soft), star = full fine-tuning", fontsize=10)
 fig.tight_layout()
 display(fig)
@@ -379,14 +369,9 @@ for m, rs in shift_stored.items():
 # edges it spills outside [0, 1]. The Wilson (1927) interval avoids that by turning the question
 # round: it collects every true proportion q under which the observed p would not be surprising,
 # |p − q| ≤ 1.96·sqrt(q(1−q)/n). That is a quadratic inequality in q, and its two roots are the
-# interval. Here is the library's version:
-
-# %% [markdown]
-# **Try exercise 6.1 first.** The next cell prints the library's own solution. If you want to write it yourself, do it now: `wilson_interval(p, n, z)` in `lessons/exercises/lesson6.py`, checked with `pytest -m ex6_1 --learner` from the repository root; then come back and compare.
-
-# %%
-print(inspect.getsource(wilson_interval))
-
+# interval. Solving it is **exercise 6.1**, `wilson_interval(p, n, z)` in `lessons/exercises/lesson6.py`
+# (`pytest -m ex6_1 --learner`; once yours passes, `solution("6.1")` prints the library's). The library's
+# version against the textbook one:
 
 # %%
 def wald(p, n, z=1.96):  # the textbook interval, for comparison only
