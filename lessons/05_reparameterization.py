@@ -118,7 +118,7 @@ show(draw_reparam(c, P))
 # **Exercise 5.1** asks you to write this module yourself, from the specification in its docstring:
 # `MLPPrefix` in `lessons/exercises/lesson5.py`, checked with `pytest -m ex5_1 --learner` from the
 # repository root. The library's own version is the class `MLPPrefix` in `minprefix/prompted.py`;
-# read it after your attempt. Here it is in use, on the shipped base:
+# `solution("5.1")` prints it, after your attempt. Here it is in use, on the shipped base:
 
 # %%
 model = METHODS["prefix-mlp"].build(base, P)  # the frozen base wearing a key/value prefix made by an MLP
@@ -339,8 +339,8 @@ display(Markdown(questions_markdown(stored, ["init"])))
 # After training the MLP has done its job: its output does not depend on the input, so the rows can
 # be computed once and kept as a `DirectPrefix`, and the MLP's weights can go. Lesson 3 did the same
 # for P-tuning's encoder; it is one method, `merge()`, for every method (**exercise 5.2**: write
-# `merge(model)` in `lessons/exercises/lesson5.py`, checked with `pytest -m ex5_2 --learner`; the
-# library's version is `PromptedGPT.merge` in `minprefix/prompted.py`).
+# `merge(model)` in `lessons/exercises/lesson5.py`, checked with `pytest -m ex5_2 --learner`; once
+# it passes, `solution("5.2")` prints the library's, `merge` in `minprefix/prefix.py`).
 #
 # Train one prefix through the MLP for a short while (100 steps: how well it scores does not matter
 # for this check), merge it, and check "same logits" on a dev batch, and what each form counts and

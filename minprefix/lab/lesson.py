@@ -26,7 +26,7 @@ SOLUTIONS = {  # exercise -> the library code that solves it (the reference the 
     "4.2": ["minprefix.prefix:rows_to_kv"],
     "4.3": ["minprefix.prefix:PrefixGPT.as_cache"],
     "5.1": ["minprefix.prompted:MLPPrefix"],
-    "5.2": ["minprefix.prompted:PromptedGPT.merge"],
+    "5.2": ["minprefix.prefix:PrefixGPT.merge"],
     "6.1": ["minprefix.scoring:wilson_interval"],
     "6.2": ["minprefix.lab.sweep:pick_learning_rate"],
 }
