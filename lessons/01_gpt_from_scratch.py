@@ -30,7 +30,7 @@
 # mask for any number of earlier keys, count the parameters of a GPT from its configuration, and
 # decode from the model (the two exercises at the end ask for the mask and the count).
 #
-# **Running time:** about 10 seconds on 2 CPU cores (9 s in the committed run); the last code cell
+# **Running time:** about 10 seconds on 2 CPU cores (6 s in the committed run); the last code cell
 # prints how long this run took. Nothing is trained in this lesson.
 
 # %% [markdown]
@@ -375,6 +375,9 @@ print(f"time: loop {1000 * t_loop:.0f} ms, cached {1000 * t_cached:.0f} ms, rati
 # logits. `transformers` is an optional extra; without it the cell says so.
 
 # %%
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # transformers' tqdm.auto, without ipywidgets
 try:
     from transformers import GPT2Config, GPT2LMHeadModel
 except ImportError:
