@@ -77,7 +77,6 @@ base, tok, QUICK = setup()  # one thread, seed 0, the shipped base (frozen, in e
 # In `minprefix` the layer that does the placing is `SoftPromptEmbedding`. It owns no
 # parameters: the rows belong to the model that wears the prompt (`SoftPromptGPT`), which hands
 # them over on every call.
-
 #
 # What `SoftPromptGPT.forward` does, from top to bottom:
 #
@@ -393,10 +392,11 @@ fig = minprefix.lab.figures.plot_rows_among_tokens(W[chars], {f"init {i}": m.pro
 # run the batch once. `SoftPromptGPT.forward` already accepts such a per-row `prompt`; `PromptBank`
 # picks the rows by task name. Lester et al. (2021) point out this serving advantage: with
 # fine-tuning, each task would need its own copy of the model.
-
 #
 # Picking each row's prompt and running the batch once is **exercise 3.2**, `mixed_batch_logits(base,
-# prompts, idx, tasks)` (`pytest -m ex3_2 --learner`; then `solution("3.2")`). We reuse the bare-reverse prompt trained from vocabulary init above and tune two more prompts,
+# prompts, idx, tasks)` (`pytest -m ex3_2 --learner`; then `solution("3.2")`).
+#
+# We reuse the bare-reverse prompt trained from vocabulary init above and tune two more prompts,
 # for the bare uppercase and bare sort tasks (the input alone, no instruction; the base knows both
 # skills from its pretraining templates, but nothing in the bare input says which one is wanted).
 
