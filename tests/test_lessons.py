@@ -95,6 +95,15 @@ def lines(text: str) -> str:
     return "\n".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+def test_every_exercise_has_its_solution_to_show():
+    """solution(n) knows every exercise the checks know (tests/exercise_checks.py's REFERENCE), and only those."""
+    from exercise_checks import REFERENCE
+    from minprefix.lab.lesson import SOLUTIONS, source
+
+    assert sorted(SOLUTIONS) == sorted(name[2:].replace("_", ".") for name in REFERENCE)
+    assert all(source(name) for names in SOLUTIONS.values() for name in names)
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_no_reference_solution_is_printed_before_the_exercises(path):
     """A learner reading top to bottom meets no exercise's answer before being asked to write it: no output

@@ -13,7 +13,6 @@ import torch
 from ..base import load_base
 from ..model import pick_device
 
-
 SOLUTIONS = {  # exercise -> the library code that solves it (the reference the checks run without --learner)
     "1.1": ["minprefix.model:attention_mask"],
     "1.2": ["minprefix.params:base_params"],
