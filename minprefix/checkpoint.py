@@ -119,7 +119,9 @@ HOW = {"compile"}  # how a step runs, not what it computes: a run resumes with o
 
 def differences(old_config: dict, old_depends: dict, config: dict, depends: dict) -> list[str]:
     """Each flag or input in which a checkpoint's run differs from this one, said in one phrase."""
-    said = [f"{flag(k)} {old_config.get(k)!r} (checkpoint) vs {config.get(k)!r} (now)"
+    def shown(v):  # None is "the default" (the method's lr, say), never the word None
+        return "the default" if v is None else repr(v)
+    said = [f"{flag(k)} {shown(old_config.get(k))} (checkpoint) vs {shown(config.get(k))} (now)"
             for k in sorted((set(old_config) | set(config)) - HOW) if old_config.get(k) != config.get(k)]
     old, new = old_depends.get("base"), depends.get("base")
     if old != new:
