@@ -27,7 +27,8 @@ from .model import GPT, autocast
 from .prefix import LAYERS
 from .prompted import MLP_FORMS
 from .scoring import score
-from .world import DOWNSTREAM_TASKS, PRETRAIN_TASKS, TUNE_TRAIN_SIZE, Tokenizer, answer_batch, examples
+from .world import (DOWNSTREAM_TASKS, PRETRAIN_TASKS, TUNE_TRAIN_SIZE, Tokenizer, answer_batch, check_tokenizer,
+                    examples)
 
 # ---------------------------------------------------------------------------- the training loop
 
@@ -237,6 +238,7 @@ def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu",
     run_dir: where checkpoint.safetensors (for resuming) and best.safetensors (the artifact) go.
     init_from: a saved artifact of the same method to continue from.
     """
+    check_tokenizer(tok, base)
     base = base.to(device)
     init_sha = file_sha256(init_from, "artifact (--init-from)") if init_from is not None else None
     depends = {"base": fingerprint(base), "init_from": init_sha}

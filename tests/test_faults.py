@@ -323,3 +323,37 @@ def test_results_files_of_the_wrong_structure_are_one_line(tmp_path):
                                                        "studies": {}, "ensemble": {}, "n_base": 1, "seconds": 1}))
     refused(minprefix.cli.redraw, tmp_path / "compare.json", "compare", lambda data: write_report(data, tmp_path),
             match="compare.json: not a compare results file")  # what `figures` draws from a compare.json
+
+
+# ---------------------------------------------------------------------------- the tokenizer travels with the base
+
+
+def test_the_tokenizer_is_recorded_with_the_base_and_another_one_is_refused(tmp_path):
+    from minprefix.base import load_base
+    from minprefix.scoring import score
+    from minprefix.world import Tokenizer, examples
+    base = tiny_base()
+    base.characters = TOK.characters  # as `pretrain` records it
+    save_base(base, tmp_path / "base")
+    loaded, tok = load_base(path=tmp_path / "base")
+    assert loaded.characters == tok.characters == TOK.characters
+    other = Tokenizer(TOK.characters[::-1])  # the same characters, other ids
+    with pytest.raises(ValueError, match="not those the base was trained with"):
+        tune(loaded, other, quick("prefix"), progress=False)
+    with pytest.raises(ValueError, match="not those the base was trained with"):
+        score(PrefixGPT(loaded, 2), other, examples("bare-reverse", "dev", 4))
+    model, _ = tune(loaded, tok, quick("prefix", steps=2), progress=False)  # the right one trains
+    save_prompt(model, tmp_path / "p.safetensors", loaded)
+    assert read_artifact(tmp_path / "p.safetensors")[0]["tokenizer"] == TOK.characters
+    loaded.characters = TOK.characters[::-1]  # the same weights under other characters (a hand-edited config)
+    with pytest.raises(ValueError, match="other tokenizer characters"):
+        load_prompt(tmp_path / "p.safetensors", loaded)
+
+
+@pytest.mark.parametrize("chars", [5, "ab", TOK.characters[:-1] + TOK.characters[0]])  # no string, too few, twice
+def test_a_base_whose_tokenizer_field_is_wrong_is_one_error_naming_the_field(tmp_path, chars):
+    save_base(tiny_base(), tmp_path)
+    info = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**info, "tokenizer": chars}))
+    with pytest.raises(ValueError, match="config.json: field 'tokenizer' must be a string of 102 distinct"):
+        load_model(tmp_path)
