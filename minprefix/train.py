@@ -225,6 +225,7 @@ def best_of(history: list[dict]) -> dict:
 
 def build_method(base: GPT, tok: Tokenizer, cfg: TuneConfig):
     """The model to train: the frozen base wearing cfg.method (or a trainable copy for full)."""
+    check_tokenizer(tok, base)
     ids = tok.encode(cfg.init_text) if cfg.init_text is not None else None
     return METHODS[cfg.method].build(base, cfg.prompt_len, reparam_dim=cfg.reparam_dim, hidden=cfg.hidden,
                                      init=cfg.init, init_ids=ids, seed=cfg.seed, layers=cfg.prefix_layers,
@@ -238,7 +239,6 @@ def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu",
     run_dir: where checkpoint.safetensors (for resuming) and best.safetensors (the artifact) go.
     init_from: a saved artifact of the same method to continue from.
     """
-    check_tokenizer(tok, base)
     base = base.to(device)
     init_sha = file_sha256(init_from, "artifact (--init-from)") if init_from is not None else None
     depends = {"base": fingerprint(base), "init_from": init_sha}
