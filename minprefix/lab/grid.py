@@ -74,9 +74,12 @@ def load_committed(name: str, path=None, base: str | None = None) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"no stored results at {path}: run `minprefix {name} --out {path.parent}` "
                                 "(resumable; its --help says how long it takes)")
-    data = json.loads(path.read_text())
+    data = read_json(path, f"{name} results file")
     base = base or json.loads((SHIPPED_DIR / "config.json").read_text())["fingerprint"]
-    other = sorted({base_of(r) for r in results_in(data)} - {base})
+    try:
+        other = sorted({str(base_of(r)) for r in results_in(data)} - {base})
+    except RecursionError:
+        raise ValueError(f"{path}: nested too deep to be a {name} results file") from None
     if other:
         warnings.warn(f"{path} holds runs measured on base {', '.join(other)}, not on base {base}: its numbers are "
                       f"that base's until `minprefix {name}` reruns them on this one", stacklevel=2)
