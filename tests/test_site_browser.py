@@ -103,8 +103,8 @@ def anchors(page):
 def check_site(site, lessons, driver, screenshot=None):
     """Open every page of the built `site` in `driver`; return one line per problem (empty: all good).
 
-    `lessons` are the notebooks' names (01_gpt_from_scratch, ...): each must have its page, linked from the
-    landing page. `screenshot` (a path) saves the first lesson page's first screen.
+    `lessons` are the notebooks' names (01_gpt_from_scratch, ...): each must have its page, and a link to it
+    on some page. `screenshot` (a path) saves the first lesson page's first screen.
     """
     site = Path(site)
     problems, targets = [], {}
