@@ -70,7 +70,8 @@ def run(*argv):
 
 
 def one_line_error(code, err, command):
-    lines = err.strip().splitlines()
+    """Exit code not 0 and one line of error (after the thread count, said once when training had started)."""
+    lines = [line for line in err.strip().splitlines() if not re.match(r"minprefix: \d+ CPU threads? \(", line)]
     return code != 0 and len(lines) == 1 and lines[0].startswith(f"minprefix {command}: error: ")
 
 
