@@ -14,8 +14,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from .artifacts import fingerprint, mismatched, read_tensors, weight_shapes
-from .files import atomic_save, atomic_write_text, read_json, short
+from .files import (atomic_save, atomic_write_text, fingerprint, mismatched, read_json, read_tensors, short,
+                    weight_shapes)
 from .config import arg
 from .model import GPT, GPTConfig, is_device_name
 from .train import LoopConfig, Run, optimize

@@ -17,9 +17,8 @@ import torch
 from safetensors import SafetensorError
 
 from . import distributed
-from .artifacts import read_tensors, write_tensors
 from .config import flag
-from .files import remove_stale_temporaries, short
+from .files import read_tensors, remove_stale_temporaries, short, write_tensors
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:

@@ -20,8 +20,8 @@ from typing import get_args
 import torch
 
 from . import distributed
-from .artifacts import fingerprint, load_prompt
-from .files import atomic_write_text, short
+from .artifacts import load_prompt
+from .files import atomic_write_text, fingerprint, short
 from .base import SHIPPED_DIR, PretrainConfig, load_base, pretrain, save_base
 from .config import default_of, flag
 from .hard_prompt import SEARCH_START, score_templates, search_prompt

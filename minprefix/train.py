@@ -18,10 +18,10 @@ import torch
 from tqdm import tqdm  # the text bar: in a notebook without ipywidgets, tqdm.auto warns and falls back to it
 
 from . import distributed
-from .artifacts import fingerprint, load_into, save_prompt
+from .artifacts import load_into, save_prompt
 from .checkpoint import Checkpoint, run_lock, trainable_state
 from .config import arg, validate
-from .files import file_sha256
+from .files import file_sha256, fingerprint
 from .methods import DEFAULT_METHOD, METHODS, RENAMED
 from .model import GPT, autocast
 from .prefix import LAYERS

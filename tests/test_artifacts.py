@@ -8,7 +8,8 @@ from helpers import TOK, tiny_base
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from minprefix.artifacts import load_prompt, read_tensors, save_prompt, write_tensors
+from minprefix.artifacts import load_prompt, save_prompt
+from minprefix.files import read_tensors, write_tensors
 from minprefix.prefix import BlockInputPrefixGPT, PrefixGPT
 from minprefix.soft_prompt import SoftPromptGPT
 

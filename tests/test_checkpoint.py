@@ -11,7 +11,8 @@ from helpers import TOK, quick, tiny_base
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minprefix.artifacts import fingerprint, save_prompt
+from minprefix.artifacts import save_prompt
+from minprefix.files import fingerprint
 from minprefix.prefix import PrefixGPT
 from minprefix.train import build_method, make_optimizer, tune
 

@@ -16,7 +16,8 @@ from safetensors.torch import save_file
 
 import minprefix.cli
 from minprefix import distributed, files
-from minprefix.artifacts import fingerprint, load_prompt, read_artifact, read_tensors, save_prompt, write_tensors
+from minprefix.artifacts import load_prompt, read_artifact, save_prompt
+from minprefix.files import fingerprint, read_tensors, write_tensors
 from minprefix.base import load_model, save_base
 from minprefix.checkpoint import read_checkpoint, run_lock
 from minprefix.lab.grid import ResultStore, adopt, read_results

@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm  # the text bar: in a notebook without ipywidgets, tqdm.auto warns and falls back to it
 
-from ..artifacts import fingerprint, load_prompt
+from ..artifacts import load_prompt
+from ..files import fingerprint
 from ..bank import PromptBank, ensemble_generate
 from ..config import arg, validate
 from .grid import LEGACY_BASE, ResultStore, artifact_name, cell_key, load_committed, run_grid
