@@ -22,7 +22,7 @@ import torch
 from . import distributed
 from .artifacts import load_prompt
 from .files import atomic_write_text, fingerprint, short
-from .base import SHIPPED_DIR, PretrainConfig, load_base, pretrain, save_base
+from .base import SHIPPED_DIR, load_base, save_base
 from .config import default_of, flag
 from .hard_prompt import SEARCH_START, score_templates, search_prompt
 from .lab.bench import BenchConfig, grid_throughput, print_grid_table, print_profile, print_table, run_bench
@@ -36,6 +36,7 @@ from .lab.sweep import QUICK as SWEEP_QUICK, SweepConfig, run_sweep, sweep_markd
 from .methods import METHODS, count_markdown
 from .model import pick_device
 from .params import GPT2_FAMILY, gpt2_config
+from .pretrain import PretrainConfig, pretrain
 from .prompted import MLP_HIDDEN
 from .scoring import percent, score, table
 from .train import TuneConfig, best_of, tune

@@ -20,13 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tqdm.auto import tqdm
 
-import minprefix.base
+import minprefix.pretrain
 import minprefix.cli
 import minprefix.lab.compare
 import minprefix.lab.grid
 import minprefix.train
 from minprefix.artifacts import load_prompt
-from minprefix.base import PretrainConfig, load_base, save_base
+from minprefix.base import load_base, save_base
+from minprefix.pretrain import PretrainConfig
 from minprefix.cli import build_parser, main
 from minprefix.config import flag
 from minprefix.hard_prompt import SEARCH_START
@@ -239,7 +240,7 @@ def short_runs(monkeypatch):
         return real_optimize(model, dataclasses.replace(cfg, steps=min(cfg.steps, 2)), *args, **kw)
 
     monkeypatch.setattr(minprefix.train, "optimize", optimize)
-    monkeypatch.setattr(minprefix.base, "optimize", optimize)
+    monkeypatch.setattr(minprefix.pretrain, "optimize", optimize)
     short_search = lambda *a, steps, **kw: real_search(*a, steps=min(steps, 2), **{**kw, "progress": False})  # noqa: E731
     monkeypatch.setattr(minprefix.cli, "search_prompt", short_search)
     monkeypatch.setattr(minprefix.lab.compare, "search_prompt", short_search)

@@ -17,7 +17,7 @@ LAYERS = [  # lowest first: a module imports only from its own layer or those be
     {"artifacts", "bank"},
     {"checkpoint"},
     {"train"},
-    {"base", "hard_prompt"},
+    {"base", "pretrain", "hard_prompt"},
     {"lab.grid", "lab.figures", "lab.bench", "lab.sweep"},
     {"lab.compare", "lab.demo", "lab.reparam"},
     {"lab.report"},
