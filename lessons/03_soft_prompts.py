@@ -32,7 +32,7 @@
 # - trace the shapes through a soft-prompted forward pass and say which positions the prompt and the tokens take;
 # - count the numbers a soft prompt holds, on the shipped base and on GPT-2 medium;
 # - check that tuning leaves the base bit for bit as it was;
-# - tune a soft prompt with `minprefix.train.tune`, from random, vocabulary or text initialization;
+# - tune a soft prompt with `minprefix.tune.tune`, from random, vocabulary or text initialization;
 # - read a trained prompt through its nearest tokens, and say why that reading is only a hint;
 # - run one batch in which every row wears the prompt of its own task;
 # - score a tuned prompt on inputs longer than any it saw, and say what the drop does and does not show;
@@ -64,7 +64,7 @@ from minprefix.methods import METHODS, count_table
 from minprefix.params import gpt2_config, ptuning_params
 from minprefix.prompted import MLP_HIDDEN, PTuningEncoder
 from minprefix.scoring import percent, score
-from minprefix.train import TuneConfig, tune
+from minprefix.tune import TuneConfig, tune
 from minprefix.world import examples
 
 QUICK = os.environ.get("MINPREFIX_QUICK") == "1"  # shorter training, for CI

@@ -66,7 +66,7 @@ from minprefix.lab.reparam import (map_markdown, questions_markdown, load_result
 from minprefix.methods import METHODS
 from minprefix.params import count_stored, count_trainable
 from minprefix.scoring import percent, score
-from minprefix.train import TuneConfig, tune
+from minprefix.tune import TuneConfig, tune
 from minprefix.world import answer_batch, examples, instruction
 
 # %matplotlib inline

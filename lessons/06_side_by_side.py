@@ -63,7 +63,7 @@ from minprefix.lab.grid import run_grid
 from minprefix.lab.sweep import converged
 from minprefix.methods import METHODS
 from minprefix.scoring import percent, score, table, wilson_interval
-from minprefix.train import TuneConfig
+from minprefix.tune import TuneConfig
 from minprefix.world import NEW_SKILL_TASKS, copy_baseline, examples
 
 # %matplotlib inline

@@ -39,7 +39,7 @@ from .params import GPT2_FAMILY, gpt2_config
 from .pretrain import PretrainConfig, pretrain
 from .prompted import MLP_HIDDEN
 from .scoring import percent, score, table
-from .train import TuneConfig, best_of, tune
+from .tune import TuneConfig, best_of, tune
 from .world import BARE_TEMPLATE, DOWNSTREAM_TASKS, PRETRAIN_TASKS, TEMPLATES, copy_baseline, examples
 
 

@@ -38,7 +38,7 @@ from minprefix.checkpoint import read_checkpoint, run_lock  # noqa: E402
 from minprefix.lab.grid import ResultStore, adopt, read_results  # noqa: E402
 from minprefix.lab.report import write_report  # noqa: E402
 from minprefix.prefix import PrefixGPT  # noqa: E402
-from minprefix.train import tune  # noqa: E402
+from minprefix.tune import tune  # noqa: E402
 
 CASES = []  # (name, fn): fn() returns an outcome, or raises (a refusal or a traceback)
 

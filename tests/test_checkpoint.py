@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from minprefix.artifacts import save_prompt
 from minprefix.files import fingerprint
 from minprefix.prefix import PrefixGPT
-from minprefix.train import build_method, make_optimizer, tune
+from minprefix.train import make_optimizer
+from minprefix.tune import build_method, tune
 
 
 

@@ -25,6 +25,7 @@ import minprefix.cli
 import minprefix.lab.compare
 import minprefix.lab.grid
 import minprefix.train
+import minprefix.tune
 from minprefix.artifacts import load_prompt
 from minprefix.base import load_base, save_base
 from minprefix.pretrain import PretrainConfig
@@ -36,7 +37,7 @@ from minprefix.lab.compare import CompareConfig
 from minprefix.lab.reparam import ReparamConfig
 from minprefix.lab.sweep import SweepConfig
 from minprefix.methods import METHODS
-from minprefix.train import TuneConfig
+from minprefix.tune import TuneConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -239,7 +240,7 @@ def short_runs(monkeypatch):
     def optimize(model, cfg, *args, **kw):
         return real_optimize(model, dataclasses.replace(cfg, steps=min(cfg.steps, 2)), *args, **kw)
 
-    monkeypatch.setattr(minprefix.train, "optimize", optimize)
+    monkeypatch.setattr(minprefix.tune, "optimize", optimize)
     monkeypatch.setattr(minprefix.pretrain, "optimize", optimize)
     short_search = lambda *a, steps, **kw: real_search(*a, steps=min(steps, 2), **{**kw, "progress": False})  # noqa: E731
     monkeypatch.setattr(minprefix.cli, "search_prompt", short_search)
@@ -353,7 +354,7 @@ def test_the_reported_best_step_is_the_one_the_artifact_holds(tmp_path):
     from helpers import TOK, quick, tiny_base
 
     from minprefix.artifacts import read_artifact
-    from minprefix.train import best_of, tune
+    from minprefix.tune import best_of, tune
     _, history = tune(tiny_base(), TOK, quick("prefix"), run_dir=tmp_path, progress=False)
     assert len({h["dev_exact_match"] for h in history}) == 1, "the scores must tie for this test to mean anything"
     assert best_of(history)["step"] == read_artifact(tmp_path / "best.safetensors")[0]["step"]

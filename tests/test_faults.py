@@ -24,7 +24,7 @@ from minprefix.lab.grid import ResultStore, adopt, read_results
 from minprefix.lab.report import write_report
 from minprefix.model import GPT, GPTConfig
 from minprefix.prefix import PrefixGPT
-from minprefix.train import tune
+from minprefix.tune import tune
 from test_cli import run
 
 

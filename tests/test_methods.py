@@ -9,7 +9,7 @@ from minprefix.params import (block_prefix_params, count_stored, count_trainable
 from minprefix.prefix import BlockInputPrefixGPT, PrefixGPT
 from minprefix.prompted import MLP_HIDDEN
 from minprefix.soft_prompt import SoftPromptGPT
-from minprefix.train import TuneConfig
+from minprefix.tune import TuneConfig
 
 
 def test_formulas_equal_the_modules_built():

@@ -10,7 +10,7 @@ from helpers import TOK, tiny_base
 from minprefix.artifacts import load_prompt, save_prompt
 from minprefix.prefix import BlockInputPrefixGPT, PrefixBlock, PrefixGPT, base_kv, block_inputs, prefix_attention_share
 from minprefix.soft_prompt import SoftPromptGPT
-from minprefix.train import TuneConfig
+from minprefix.tune import TuneConfig
 
 
 # ---------------------------------------------------------------------------- the views are equal

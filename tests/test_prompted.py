@@ -12,7 +12,7 @@ from minprefix.params import count_trainable
 from minprefix.prefix import BlockInputPrefixGPT, PrefixGPT
 from minprefix.prompted import DirectPrefix, MLPPrefix, PTuningEncoder
 from minprefix.soft_prompt import SoftPromptGPT
-from minprefix.train import TuneConfig
+from minprefix.tune import TuneConfig
 
 D, L = 16, 2  # the tiny base's width and depth (helpers.tiny_config)
 

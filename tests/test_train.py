@@ -8,7 +8,8 @@ from helpers import TOK, quick, tiny_base
 from minprefix.artifacts import load_prompt, save_prompt
 from minprefix.methods import METHODS
 from minprefix.prefix import PrefixGPT
-from minprefix.train import TuneConfig, build_method, make_optimizer, tune
+from minprefix.train import make_optimizer
+from minprefix.tune import TuneConfig, build_method, tune
 
 
 # ---------------------------------------------------------------------------- the frozen base
@@ -104,7 +105,7 @@ def test_nan_stops_with_a_clear_message_and_keeps_the_best(tmp_path):
     model_params = []
     orig = build_method
 
-    import minprefix.train as train
+    import minprefix.tune as train
 
     def spy(b, t, c):
         m = orig(b, t, c)

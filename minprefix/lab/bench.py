@@ -16,7 +16,8 @@ from ..config import arg, validate
 from ..methods import FULL, PREFIX, PREFIX_MLP, SOFT
 from ..model import GPT, GPTConfig, autocast
 from ..scoring import table
-from ..train import TuneConfig, make_optimizer
+from ..train import make_optimizer
+from ..tune import TuneConfig
 from .grid import run_grid
 
 

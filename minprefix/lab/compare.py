@@ -33,7 +33,7 @@ from ..hard_prompt import SEARCH_START, score_templates, search_prompt
 from .. import methods
 from ..methods import METHODS
 from .sweep import SweepConfig
-from ..train import TuneConfig
+from ..tune import TuneConfig
 from ..world import (BARE_TEMPLATE, COMPOSED_TASKS, NEW_SKILL_TASKS, PRETRAIN_TASKS, TUNE_TRAIN_SIZE, copy_baseline,
                      examples, hand_templates, instruction)
 

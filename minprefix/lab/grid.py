@@ -27,7 +27,7 @@ from ..base import SHIPPED_DIR
 from ..params import count_stored, count_trainable
 from ..methods import METHODS
 from ..scoring import score
-from ..train import TuneConfig, tune
+from ..tune import TuneConfig, tune
 from ..world import examples
 
 
