@@ -23,7 +23,11 @@ from tqdm.auto import tqdm
 import minprefix.pretrain
 import minprefix.cli
 import minprefix.lab.compare
+import minprefix.lab.demo
+import minprefix.lab.figures
 import minprefix.lab.grid
+import minprefix.lab.reparam
+import minprefix.lab.sweep
 import minprefix.train
 import minprefix.tune
 from minprefix.artifacts import load_prompt
@@ -331,9 +335,9 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(argv, tmp_p
     (tmp_path / "a_file").write_text("x")
     argv = [a.format(file=tmp_path / "a_file", folder=tmp_path) for a in argv]
     monkeypatch.setattr(minprefix.cli, "pretrain", lambda *a, **k: pytest.fail("the work started"))
-    monkeypatch.setattr(minprefix.cli, "run_demo", lambda *a, **k: pytest.fail("the work started"))
-    monkeypatch.setattr(minprefix.cli, "run_compare", lambda *a, **k: pytest.fail("the work started"))
-    monkeypatch.setattr(minprefix.cli, "make_figures", lambda *a, **k: pytest.fail("the work started"))
+    monkeypatch.setattr(minprefix.lab.demo, "run_demo", lambda *a, **k: pytest.fail("the work started"))
+    monkeypatch.setattr(minprefix.lab.compare, "run_compare", lambda *a, **k: pytest.fail("the work started"))
+    monkeypatch.setattr(minprefix.lab.figures, "make_figures", lambda *a, **k: pytest.fail("the work started"))
     code, _, err = run(*argv)
     assert one_line_error(code, err, argv[0]) and "give a" in err, err
 
@@ -343,8 +347,9 @@ def test_an_unwritable_folder_is_found_by_trying_not_by_permission_bits(command,
     """Permission bits say yes to root; a read-only place ("/proc" here, a read-only mount) still refuses a file."""
     if not Path("/proc").is_dir():
         pytest.skip("needs /proc")
-    for name in ("run_compare", "run_sweep", "run_reparam"):
-        monkeypatch.setattr(minprefix.cli, name, lambda *a, **k: pytest.fail("the work started"))
+    for module, name in ((minprefix.lab.compare, "run_compare"), (minprefix.lab.sweep, "run_sweep"),
+                         (minprefix.lab.reparam, "run_reparam")):
+        monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail("the work started"))
     code, _, err = run(command, "--quick", "--out", "/proc/minprefix-out")
     assert one_line_error(code, err, command) and "/proc is not a writable folder" in err, err
 
@@ -393,3 +398,19 @@ def test_a_sweep_from_an_earlier_sweeps_json_trains_nothing_it_already_has(tiny_
     assert (again / "sweep.md").read_text() == (first / "sweep.md").read_text()
     code, _, err = run("sweep", "--quick", "--base", tiny_base_dir, "--out", again, "--from", tmp_path / "nothing.json")
     assert one_line_error(code, err, "sweep") and "no --from file at" in err and "nothing.json" in err, err
+
+
+LAB_LOADED = ("import sys\nfrom minprefix.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+              "print(sorted(m for m in sys.modules if m.startswith('minprefix.lab')))")
+
+
+@pytest.mark.parametrize("argv", [["tune", "--help"], ["tune", "--method", "soft", "--task", "bare-uppercase",
+                                                       "--steps", "1", "--eval-every", "1", "--n-dev", "2"]],
+                         ids=["help", "run"])
+def test_tune_never_loads_the_lab(argv, tmp_path):
+    """The lab's modules load for the lab's commands only: `minprefix tune` (and its --help) import none."""
+    done = subprocess.run([sys.executable, "-c", LAB_LOADED, *argv, "--run-dir", str(tmp_path)][: 3 + len(argv) + (
+        0 if "--help" in argv else 2)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout[-500:] + done.stderr[-500:]
+    if "--help" not in argv:
+        assert (tmp_path / "best.safetensors").is_file(), done.stderr[-500:]
