@@ -132,5 +132,5 @@ def load_into(model, path, base: GPT):
         raise ValueError(f"{path} holds a {got} artifact; this run trains {want}")
     if not method_of(model).trains_base and loaded.prompt().shape != model.prompt().shape:
         raise ValueError(f"{path} holds a prompt of shape {tuple(loaded.prompt().shape)}, "
-                         f"this run wants {tuple(model.prompt().shape)}: match --prompt-len")
+                         f"this run wants {tuple(model.prompt().shape)}: match `prompt_len`")
     model.load_state_dict(loaded.state_dict())

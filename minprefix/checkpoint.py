@@ -17,7 +17,6 @@ import torch
 from safetensors import SafetensorError
 
 from . import distributed
-from .config import flag
 from .files import read_tensors, remove_stale_temporaries, short, write_tensors
 
 
@@ -49,10 +48,10 @@ class Checkpoint:
         differ = differences(ckpt["config"], ckpt["depends"], self.config, self.depends)
         if differ:
             raise ValueError(f"{self.path} was written by another configuration: {'; '.join(differ)}. "
-                             "Run with the same ones, pass another --run-dir, or delete that one to start over")
+                             "Run with the same ones, pass another `run_dir`, or delete that one to start over")
         if set(ckpt["trainable"]) != set(trainable_state(model)):
             raise ValueError(f"{self.path} holds the weights of another method "
-                             f"({', '.join(sorted(ckpt['trainable'])[:3])}, ...); pass another --run-dir, "
+                             f"({', '.join(sorted(ckpt['trainable'])[:3])}, ...); pass another `run_dir`, "
                              "or delete that one to start over")
         model.load_state_dict(ckpt["trainable"], strict=False)
         opt.load_state_dict(ckpt["optimizer"])
@@ -117,15 +116,15 @@ HOW = {"compile"}  # how a step runs, not what it computes: a run resumes with o
 
 
 def differences(old_config: dict, old_depends: dict, config: dict, depends: dict) -> list[str]:
-    """Each flag or input in which a checkpoint's run differs from this one, said in one phrase."""
-    said = [f"{flag(k)} {old_config.get(k)!r} (checkpoint) vs {config.get(k)!r} (now)"
+    """Each field or input in which a checkpoint's run differs from this one, said in one phrase."""
+    said = [f"`{k}` {old_config.get(k)!r} (checkpoint) vs {config.get(k)!r} (now)"
             for k in sorted((set(old_config) | set(config)) - HOW) if old_config.get(k) != config.get(k)]
     old, new = old_depends.get("base"), depends.get("base")
     if old != new:
-        said.append(f"--base: fingerprint {old} (checkpoint) vs {new} (now)")
+        said.append(f"`base`: fingerprint {old} (checkpoint) vs {new} (now)")
     old, new = old_depends.get("init_from"), depends.get("init_from")
     if old != new:
-        said.append("--init-from: " + ("added" if old is None else "removed" if new is None else
+        said.append("`init_from`: " + ("added" if old is None else "removed" if new is None else
                                        f"sha256 {old[:16]} (checkpoint) vs {new[:16]} (now)"))
     return said
 
@@ -158,7 +157,7 @@ def take_lock(path: Path) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as e:
-            raise ValueError(f"cannot take the run folder's lock {path}: {e.strerror}; pass another --run-dir "
+            raise ValueError(f"cannot take the run folder's lock {path}: {e.strerror}; pass another `run_dir` "
                              "(a writable folder)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -167,7 +166,7 @@ def take_lock(path: Path) -> int:
             os.close(fd)
             holder = holder if holder.isdigit() else "?"  # not yet written (or not a pid: never shown raw)
             raise ValueError(f"{path.parent} is in use by pid {holder} (its lock file is {path}); wait "
-                             "for that run to end, or pass another --run-dir") from None
+                             "for that run to end, or pass another `run_dir`") from None
         if same_file(fd, path):
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

@@ -9,6 +9,7 @@ only by its own commands: `minprefix tune` never loads it.
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -24,16 +25,31 @@ from . import distributed
 from .artifacts import load_prompt
 from .files import atomic_write_text, fingerprint, short
 from .base import SHIPPED_DIR, load_base, save_base
-from .config import default_of, flag
+from .config import default_of
 from .hard_prompt import SEARCH_START, score_templates, search_prompt
 from .methods import METHODS, count_markdown
 from .model import pick_device
 from .params import GPT2_FAMILY, gpt2_config
 from .pretrain import PretrainConfig, pretrain
-from .prompted import MLP_HIDDEN
+from .prompted import MLP_HIDDEN, PromptedGPT
 from .scoring import percent, score, table
 from .tune import TuneConfig, best_of, tune
 from .world import BARE_TEMPLATE, DOWNSTREAM_TASKS, PRETRAIN_TASKS, TEMPLATES, copy_baseline, examples
+
+
+def flag(field: str) -> str:
+    """The flag that sets a config field: prompt_len -> --prompt-len."""
+    return "--" + field.replace("_", "-")
+
+
+FIELD_FLAGS = {"layers": "--prefix-layers"}  # Method.build's keyword for the field TuneConfig calls prefix_layers
+
+
+def say_flags(text: str, parser) -> str:
+    """A message of the core, which names fields (`prompt_len`), with each field said as the flag that sets it in
+    this command (--prompt-len); a field the command has no flag for keeps its name."""
+    flags = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings and a.dest != "help"}
+    return re.sub(r"`(\w+)`", lambda m: flags.get(m[1]) or FIELD_FLAGS.get(m[1]) or m[0], text)
 
 
 class Parser(argparse.ArgumentParser):
@@ -74,6 +90,7 @@ def add_config_flags(parser, config_cls, skip=()):
         kind = next(t for t in (bool, int, float, str) if f.type is t or t in get_args(f.type))
         default = default_of(f)
         help = f.metadata["help"] + ("" if default is None else f" (default: {default})")
+        help = re.sub(r"`(\w+)`", lambda m: flag(m[1]) if hasattr(config_cls, m[1]) else m[0], help)
         if kind is bool:
             parser.add_argument(flag(f.name), action="store_true", default=None, help=help)
         else:
@@ -165,9 +182,7 @@ def cmd_info(args):
           f"positions {model.wpe.weight.numel():,}; the output head is tied to the token table)")
     print(f"fingerprint: {fingerprint(model)}\n")
     P, h = args.prompt_len, args.hidden or MLP_HIDDEN
-    if P >= model.config.block_size:  # counts for a prompt that cannot fit are numbers of nothing (and overflow)
-        raise ValueError(f"--prompt-len {P} leaves no room for tokens in the {where}'s context of "
-                         f"{model.config.block_size} positions: at most {model.config.block_size - 1}")
+    PromptedGPT.check_prompt_len(model.config, P)  # counts for a prompt that cannot fit are numbers of nothing
     print(f"methods on the {where} (P={P}, k=d_model, h={h}; stored = after merge, without the MLP):\n")
     print(count_markdown(model.config, P, h=h))
     for name in GPT2_FAMILY:
@@ -381,6 +396,7 @@ def build_parser(lab: bool = True) -> argparse.ArgumentParser:
     lab_parsers = {name: command(name, fn, help, **kw) for name, (fn, help, kw) in LAB_COMMANDS.items()}
     if lab:
         lab_flags(lab_parsers)
+    p.commands = sub.choices  # name: the command's parser, whose flags say_flags reads
     return p
 
 
@@ -475,16 +491,18 @@ def interrupt(signum, frame):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     chosen = next((a for a in argv if not a.startswith("-")), None)  # the command: the lab loads for its own only
-    args = build_parser(lab=chosen in LAB_COMMANDS).parse_args(argv)
-    name = f"minprefix {args.command}"
+    parser = build_parser(lab=chosen in LAB_COMMANDS)
+    args = parser.parse_args(argv)
+    name, here = f"minprefix {args.command}", parser.commands[args.command]
     in_main_thread = threading.current_thread() is threading.main_thread()  # only there can signals be handled
     previous = signal.signal(signal.SIGTERM, interrupt) if in_main_thread else None  # `kill`, schedulers: as Ctrl-C
     try:
         with warnings.catch_warnings():  # a warning is one line too
-            warnings.showwarning = lambda message, *_: print(f"{name}: warning: {message}", file=sys.stderr)
+            warnings.showwarning = lambda message, *_: print(f"{name}: warning: {say_flags(str(message), here)}",
+                                                             file=sys.stderr)
             args.fn(args)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
-        print(f"{name}: error: {e}", file=sys.stderr)
+        print(f"{name}: error: {say_flags(str(e), here)}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while exiting: no traceback from exit handlers

@@ -33,7 +33,7 @@ class GPTConfig:
     def __post_init__(self):
         validate(self)  # every field's type and range: a hand-edited config.json is refused before allocating
         if self.d_model % self.n_head:
-            raise ValueError(f"--d-model {self.d_model} must be divisible by --n-head {self.n_head}: "
+            raise ValueError(f"`d_model` {self.d_model} must be divisible by `n_head` {self.n_head}: "
                              "each head gets d_model / n_head dimensions")
         if self.pad_id is not None and not 0 <= self.pad_id < self.vocab_size:
             raise ValueError(f"pad_id {self.pad_id} is not a token id (0 to {self.vocab_size - 1}); None for no pad")

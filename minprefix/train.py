@@ -37,7 +37,7 @@ class LoopConfig:
     seed: int = arg(0, "seed of the initialization and of every step's batch", low=0, high=2**31 - 1)
     bf16: bool = arg(False, "bf16 autocast (GPU only; fp32 on CPU)")
     compile: bool = arg(False, "torch.compile the training step's model (fuses element-wise work; the first "
-                        "steps pay the compile time: see `minprefix bench --compile`)")
+                        "steps pay the compile time, which `minprefix bench` measures)")
 
     def __post_init__(self):
         validate(self)
@@ -141,7 +141,7 @@ def train_step(model, opt, params, idx, targets, cfg: LoopConfig, run: Run, step
         to_backward, loss = distributed.global_loss(loss, targets)
     if not torch.isfinite(loss):  # stop before a NaN reaches the weights
         raise FloatingPointError(f"loss became {loss.item()} at step {step} (peak lr {run.peak_lr:g}); "
-                                 "stopped with the last checkpoint kept: try a lower --lr")
+                                 "stopped with the last checkpoint kept: try a lower `lr`")
     opt.zero_grad(set_to_none=True)
     to_backward.backward()  # gradients reach only the trainable parameters
     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)

@@ -17,7 +17,7 @@ from .artifacts import load_into, save_prompt
 from .checkpoint import trainable_state
 from .config import arg
 from .files import file_sha256, fingerprint
-from .methods import DEFAULT_METHOD, METHODS, RENAMED
+from .methods import DEFAULT_METHOD, METHODS
 from .model import GPT
 from .prefix import LAYERS
 from .prompted import MLP_FORMS
@@ -38,7 +38,7 @@ class TuneConfig(LoopConfig):
                         "(keys and values from their own P' and MLP), linear (no tanh), separate-linear (neither)",
                         choices=MLP_FORMS)
     init: str | None = arg(None, "how the rows start (default: the method's; see the table below)")
-    init_text: str | None = arg(None, "start the rows from this text, repeated or cut to P tokens (means --init text)")
+    init_text: str | None = arg(None, "start the rows from this text, repeated or cut to P tokens (means `init` text)")
     eval_every: int = arg(50, "steps between dev evaluations (the best is kept)", low=1)
     n_train: int = arg(TUNE_TRAIN_SIZE, "training examples (at most: every downstream task has this many)", low=1,
                        high=100_000)
@@ -50,26 +50,16 @@ class TuneConfig(LoopConfig):
                                 "(1.0: nothing is left to learn on dev)", above=0, high=1.0)
 
     def __post_init__(self):
-        if isinstance(self.method, str) and self.method in RENAMED:
-            raise ValueError(f"--method {self.method} is now called {RENAMED[self.method]} (and a method trained "
-                             "through an MLP is its direct method's name plus -mlp, e.g. prefix-mlp)")
         if self.steps is None:  # the method's own; for an unknown method a placeholder, and validate names the method
             self.steps = METHODS[self.method].steps if isinstance(self.method, str) and self.method in METHODS else 1
         super().__post_init__()
-        m = METHODS[self.method]
-        m.check_options(self.prefix_layers, self.reparam_dim, self.hidden, self.mlp_form)
-        if self.init_text is not None:
-            if "text" not in m.inits:
-                raise ValueError(f"--init-text: {self.method} cannot start from a text (its inits: "
-                                 f"{', '.join(m.inits) or 'none'}); use a direct method such as {m.direct.name}")
+        if self.init_text is not None:  # a text to start from is init "text"
             if self.init not in (None, "text"):
-                raise ValueError(f"--init-text starts the rows from a text, but --init is {self.init!r}: drop one")
+                raise ValueError(f"`init_text` starts the rows from a text, but `init` is {self.init!r}: drop one")
             self.init = "text"
-        if self.init is not None and self.init not in m.inits:
-            allowed = ", ".join(m.inits) or "none (every weight starts from the base)"
-            raise ValueError(f"--init {self.init} is not available for {self.method}; its inits: {allowed}")
         if self.init == "text" and not self.init_text:
-            raise ValueError("--init text needs --init-text with a non-empty text")
+            raise ValueError("`init` text needs `init_text`, a non-empty text")
+        METHODS[self.method].check_options(self.prefix_layers, self.reparam_dim, self.hidden, self.mlp_form, self.init)
 
     @property
     def peak_lr(self) -> float:
@@ -102,7 +92,7 @@ def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu",
     init_from: a saved artifact of the same method to continue from.
     """
     base = base.to(device)
-    init_sha = file_sha256(init_from, "artifact (--init-from)") if init_from is not None else None
+    init_sha = file_sha256(init_from, "artifact (`init_from`)") if init_from is not None else None
     depends = {"base": fingerprint(base), "init_from": init_sha}
     base_before = {k: v.clone() for k, v in base.state_dict().items()}
     model = build_method(base, tok, cfg).to(device)
@@ -141,6 +131,6 @@ def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu",
             raise RuntimeError(f"base weight {k} changed during tuning: this is a bug, please report it")
     if state["best"]["step"] == 0:
         warnings.warn(f"{cfg.method} on {cfg.task}: no step beat the untrained start on dev, so the best "
-                      "(and saved) weights are the untrained ones; try more --steps or another --lr", stacklevel=2)
+                      "(and saved) weights are the untrained ones; try more `steps` or another `lr`", stacklevel=2)
     model.load_state_dict(state["best"]["weights"], strict=False)
     return model.eval(), state["history"]

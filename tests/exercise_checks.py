@@ -432,7 +432,7 @@ def check_ex5_1(cls):
 
 def check_ex5_2(merge):
     base = tiny_base()
-    model = PrefixGPT(base, P, reparam_dim=7, hidden=9, seed=1)
+    model = PrefixGPT(base, P, reparam="mlp", reparam_dim=7, hidden=9, seed=1)
     merged = merge(model)
     expect(merged is not model and isinstance(model.rows, MLPPrefix),
            "merge must return a new model and leave the one it is given as it was (its rows still an MLPPrefix)")
@@ -446,7 +446,7 @@ def check_ex5_2(merge):
            "P x 2*L*d rows")
     idx = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(8))
     expect(close(merged(idx)[0], model(idx)[0], atol=1e-8), "merged logits differ from the MLP model's")
-    top = PrefixGPT(base, P, reparam_dim=7, hidden=9, seed=2, layers="top")  # a prefix on the top half only
+    top = PrefixGPT(base, P, reparam="mlp", reparam_dim=7, hidden=9, seed=2, layers="top")  # the top half only
     expect(close(merge(top)(idx)[0], top(idx)[0], atol=1e-8), "merging a prefix worn on the top layers only "
            "gives other logits: does the merged model keep the layers it is worn on (model.layers)?")
 

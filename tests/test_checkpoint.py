@@ -72,12 +72,12 @@ def test_a_resume_that_differs_names_each_difference(tmp_path):
     base = tiny_base()
     save_prompt(PrefixGPT(base, 4), tmp_path / "p.safetensors", base)
     tune(base, TOK, quick("prefix", steps=2, lr=0.01), run_dir=tmp_path / "run", progress=False)
-    with pytest.raises(ValueError, match=r"--lr 0.01 \(checkpoint\) vs 0.02 \(now\); --seed 0 \(checkpoint\) vs 1"):
+    with pytest.raises(ValueError, match=r"`lr` 0.01 \(checkpoint\) vs 0.02 \(now\); `seed` 0 \(checkpoint\) vs 1"):
         tune(base, TOK, quick("prefix", steps=2, lr=0.02, seed=1), run_dir=tmp_path / "run", progress=False)
-    with pytest.raises(ValueError, match=f"--base: fingerprint {fingerprint(base)} \\(checkpoint\\) vs "
+    with pytest.raises(ValueError, match=f"`base`: fingerprint {fingerprint(base)} \\(checkpoint\\) vs "
                                          f"{fingerprint(tiny_base(1))} \\(now\\)"):
         tune(tiny_base(1), TOK, quick("prefix", steps=2, lr=0.01), run_dir=tmp_path / "run", progress=False)
-    with pytest.raises(ValueError, match="--init-from: added"):
+    with pytest.raises(ValueError, match="`init_from`: added"):
         tune(base, TOK, quick("prefix", steps=2, lr=0.01), run_dir=tmp_path / "run", progress=False,
              init_from=tmp_path / "p.safetensors")
 

@@ -33,8 +33,7 @@ import minprefix.tune
 from minprefix.artifacts import load_prompt
 from minprefix.base import load_base, save_base
 from minprefix.pretrain import PretrainConfig
-from minprefix.cli import build_parser, main
-from minprefix.config import flag
+from minprefix.cli import build_parser, flag, main
 from minprefix.hard_prompt import SEARCH_START
 from minprefix.lab.bench import BenchConfig
 from minprefix.lab.compare import CompareConfig
@@ -142,9 +141,10 @@ def test_cli_search_prompt_prints_before_and_after(capsys):
     (["--batch-size", "0"], "--batch-size must be at least 1 and at most 4096, got 0"),
     (["--lr", "nan"], "--lr must be a finite number"),
     (["--method", "prefix-mlp", "--init", "text", "--init-text", "hi"],
-     "--init-text: prefix-mlp cannot start from a text"),
-    (["--method", "prefix-mlp", "--init", "vocab"], "--init vocab is not available for prefix-mlp"),
-    (["--method", "prefix", "--hidden", "64"], "--hidden sets the network of"),
+     "--init 'text' is not one of PrefixGPT's with a network: random, zero"),
+    (["--method", "prefix-mlp", "--init", "vocab"], "--init 'vocab' is not one of PrefixGPT's with a network"),
+    (["--method", "prefix", "--hidden", "64"], "--hidden shapes the network that makes the rows"),
+    (["--method", "soft", "--prefix-layers", "top"], "--prefix-layers 'top': SoftPromptGPT has no rows at every block"),
     (["--method", "soft", "--init", "random", "--init-text", "hi"], "--init-text starts the rows from a text"),
     (["--method", "lora"], "--method 'lora' is not one of"),
 ])
@@ -157,7 +157,8 @@ def test_help_comes_from_the_config_fields_with_each_methods_inits_and_lr():
     text = build_parser()._subparsers._group_actions[0].choices["tune"].format_help()
     squeezed = "".join(text.split())  # argparse wraps the help lines
     for f in dataclasses.fields(TuneConfig):
-        assert flag(f.name) in text and "".join(f.metadata["help"].split()) in squeezed, f.name
+        said = re.sub(r"`(\w+)`", lambda m: flag(m[1]), f.metadata["help"])  # a field named in help: its flag
+        assert flag(f.name) in text and "".join(said.split()) in squeezed, f.name
     assert "prefix-mlp" in text and "random, zero, normal, vocab, text" in text
     assert all(f"lr {m.lr:<6g} {m.steps:>5} steps" in text for m in METHODS.values())  # each default, from the table
 
@@ -283,16 +284,16 @@ def test_any_number_for_any_flag_works_or_fails_in_one_line(command, tiny_base_d
 
 
 @pytest.mark.parametrize("make, needle", [
-    (lambda: TuneConfig(steps=2.5), "--steps must be an integer, got 2.5"),
-    (lambda: TuneConfig(steps="5"), "--steps must be an integer, got '5'"),
-    (lambda: TuneConfig(batch_size=True), "--batch-size must be an integer, got True"),
-    (lambda: PretrainConfig(steps=None), "--steps must be an integer, got None"),
-    (lambda: TuneConfig(method=["prefix"]), "--method must be a string, got ['prefix']"),  # not a steps error
-    (lambda: TuneConfig(lr="0.1"), "--lr must be a number, got '0.1'"),
-    (lambda: TuneConfig(bf16=1), "--bf16 must be True or False, got 1"),
-    (lambda: PretrainConfig(weight_decay="0"), "--weight-decay must be a number, got '0'"),
-    (lambda: CompareConfig(seeds=2.0), "--seeds must be an integer, got 2.0"),
-    (lambda: BenchConfig(d_model="256"), "--d-model must be an integer, got '256'"),
+    (lambda: TuneConfig(steps=2.5), "`steps` must be an integer, got 2.5"),
+    (lambda: TuneConfig(steps="5"), "`steps` must be an integer, got '5'"),
+    (lambda: TuneConfig(batch_size=True), "`batch_size` must be an integer, got True"),
+    (lambda: PretrainConfig(steps=None), "`steps` must be an integer, got None"),
+    (lambda: TuneConfig(method=["prefix"]), "`method` must be a string, got ['prefix']"),  # not a steps error
+    (lambda: TuneConfig(lr="0.1"), "`lr` must be a number, got '0.1'"),
+    (lambda: TuneConfig(bf16=1), "`bf16` must be True or False, got 1"),
+    (lambda: PretrainConfig(weight_decay="0"), "`weight_decay` must be a number, got '0'"),
+    (lambda: CompareConfig(seeds=2.0), "`seeds` must be an integer, got 2.0"),
+    (lambda: BenchConfig(d_model="256"), "`d_model` must be an integer, got '256'"),
 ])
 def test_config_fields_are_typed(make, needle):
     with pytest.raises(ValueError, match=re.escape(needle)):
@@ -314,7 +315,7 @@ def test_any_value_for_any_config_field_in_python_is_taken_or_refused_by_name(da
     try:
         cls(**{field: value})
     except ValueError as e:
-        assert flag(field) in str(e), (cls.__name__, field, value, str(e))
+        assert f"`{field}`" in str(e), (cls.__name__, field, value, str(e))
 
 
 def test_info_refuses_sizes_that_would_overflow(capsys):

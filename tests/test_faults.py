@@ -255,8 +255,8 @@ def test_a_header_declaring_a_huge_prompt_is_refused_before_reading(tmp_path):
 
 def test_absurd_base_configs_are_refused_before_allocating(tmp_path):
     base = tiny_base()
-    for field, value, match in (("d_model", 32768, "parameters"), ("d_model", -128, "d-model"),
-                                ("block_size", 0, "block-size"), ("n_layer", "4", "n-layer must be an integer")):
+    for field, value, match in (("d_model", 32768, "parameters"), ("d_model", -128, "`d_model`"),
+                                ("block_size", 0, "`block_size`"), ("n_layer", "4", "`n_layer` must be an integer")):
         save_base(base, tmp_path)
         info = json.loads((tmp_path / "config.json").read_text())
         info["config"].update({field: value, **({"n_layer": 64} if value == 32768 else {})})

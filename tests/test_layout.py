@@ -1,6 +1,7 @@
 """The package's shape: the teaching core below the lab, imports one way, small functions, one home for methods."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,21 @@ def test_method_names_and_labels_live_in_the_methods_table_only():
             continue
         strings = {n.value for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Constant)}
         assert not strings & spelled, f"{module_name(path)} spells {sorted(strings & spelled)}"
+
+
+def test_no_command_line_flag_is_spelled_in_the_core():
+    """The core speaks in fields (`prompt_len`); only cli.py says them as flags (--prompt-len), so a Python call
+    never answers with a flag it did not pass."""
+    from minprefix.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices.values()
+    flags = {o for c in commands for a in c._actions for o in a.option_strings if o.startswith("--")} - {"--help"}
+    assert "--prefix-layers" in flags
+    for path in PACKAGE.glob("*.py"):  # the lab is not the core; cli.py is where flags live
+        if path.name in ("cli.py", "__main__.py"):
+            continue
+        strings = {n.value for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Constant)
+                   and isinstance(n.value, str)}
+        spelled = {f for s in strings for f in re.findall(r"--[a-z][a-z0-9-]*", s)} & flags
+        assert not spelled, f"{module_name(path)} spells {sorted(spelled)}"

@@ -134,7 +134,7 @@ def test_continue_from_an_artifact(tmp_path):
 def test_continuing_from_an_artifact_of_another_length_is_a_clear_error(tmp_path):
     base = tiny_base()
     save_prompt(PrefixGPT(base, 3), tmp_path / "p.safetensors", base)
-    with pytest.raises(ValueError, match="match --prompt-len"):
+    with pytest.raises(ValueError, match="match `prompt_len`"):
         tune(base, TOK, quick("prefix"), progress=False, init_from=tmp_path / "p.safetensors")
     with pytest.raises(ValueError, match="holds a prefix artifact; this run trains soft"):
         tune(base, TOK, quick("soft"), progress=False, init_from=tmp_path / "p.safetensors")
@@ -176,7 +176,7 @@ def test_init_text_alone_means_text_init():
 def test_a_method_too_big_is_refused_with_its_estimate_before_building(monkeypatch):
     monkeypatch.setattr(PrefixGPT, "__init__", lambda *a, **k: pytest.fail("it was built"))
     base = tiny_base(block_size=64)
-    with pytest.raises(ValueError, match="--prompt-len 64 leaves no room for tokens .* at most 63"):
+    with pytest.raises(ValueError, match="`prompt_len` 64 leaves no room for tokens .* at most 63"):
         build_method(base, TOK, quick("prefix", prompt_len=64))
     with pytest.raises(ValueError, match=r"prefix-mlp would train [\d,]+ numbers \(16 GiB in float32.*"
                                          r"over the cap of 2\*\*31"):

@@ -46,7 +46,7 @@ def test_compare_writes_every_output_and_a_rerun_trains_nothing(tmp_path, monkey
 
 def test_quick_preset_is_a_valid_config_and_bad_values_are_named():
     assert CompareConfig(**QUICK).steps < min(m.steps for m in METHODS.values()) and CompareConfig().steps is None
-    with pytest.raises(ValueError, match="--seeds must be at least 1"):
+    with pytest.raises(ValueError, match="`seeds` must be at least 1"):
         CompareConfig(seeds=0)
     with pytest.raises(ValueError, match="bare-sort of a study are not among --tasks"):
         CompareConfig(tasks=("bare-reverse", "reverse-upper"), headline_tasks=("reverse-upper",),
