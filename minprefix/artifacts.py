@@ -109,7 +109,7 @@ def check_base(path, info: dict, shapes: dict[str, list[int]], base: GPT):
 def load_prompt(path, base: GPT):
     """The tuned model saved at `path`, worn by `base` (which must be the base it was tuned on)."""
     info, tensors = read_artifact(path, base)
-    wearer = method_named(info["method"]).model  # an old name is read under its new one
+    wearer = method_named(info["method"]).model
     device, dtype = base.wte.weight.device, base.wte.weight.dtype
     if wearer is None:
         model = copy.deepcopy(base)

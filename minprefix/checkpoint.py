@@ -39,10 +39,6 @@ class Checkpoint:
         if self.path is None:
             return 0
         if not self.path.exists():
-            old = self.path.with_name("checkpoint.pt")
-            if old.exists():  # an older minprefix's pickle: never unpickled, never silently ignored
-                raise ValueError(f"{old} is a checkpoint of an older minprefix; delete it to start over "
-                                 "(best.safetensors, if any, is kept)")
             return 0
         ckpt = read_checkpoint(self.path, device)
         differ = differences(ckpt["config"], ckpt["depends"], self.config, self.depends)
@@ -112,7 +108,7 @@ def unpack(obj, tensors: dict):
     return obj
 
 
-HOW = {"compile"}  # how a step runs, not what it computes: a run resumes with or without it (older ones lack it)
+HOW = {"compile"}  # how a step runs, not what it computes: a run resumes with or without it
 
 
 def differences(old_config: dict, old_depends: dict, config: dict, depends: dict) -> list[str]:

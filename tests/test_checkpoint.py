@@ -1,5 +1,6 @@
 """Checkpoints and run folders (minprefix/checkpoint.py), via `tune`: one run per folder, resume checks, no pickle."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minprefix.artifacts import save_prompt
-from minprefix.files import fingerprint
+from minprefix.files import fingerprint, write_tensors
 from minprefix.prefix import PrefixGPT
 from minprefix.train import make_optimizer
 from minprefix.tune import build_method, tune
@@ -109,10 +110,14 @@ def test_a_damaged_checkpoint_says_so(tmp_path, damage):
     assert (tmp_path / "best.safetensors").exists()
 
 
-def test_an_old_pickle_checkpoint_is_refused_not_read(tmp_path):
-    (tmp_path / "checkpoint.pt").write_bytes(b"an older minprefix's torch.save")
-    with pytest.raises(ValueError, match="checkpoint.pt is a checkpoint of an older minprefix; delete it"):
-        tune(tiny_base(), TOK, quick("soft", steps=2), run_dir=tmp_path, progress=False)
+def test_a_checkpoint_in_another_format_is_one_clear_error(tmp_path):
+    """No reader for older files: a checkpoint.safetensors of another format is refused, naming the format."""
+    cfg = quick("soft", steps=2)
+    tune(tiny_base(), TOK, cfg, run_dir=tmp_path, progress=False)
+    write_tensors({"x": torch.zeros(1)}, {"format": "minprefix-checkpoint-0"}, tmp_path / "checkpoint.safetensors")
+    with pytest.raises(ValueError, match="checkpoint.safetensors is damaged .*format 'minprefix-checkpoint-0', "
+                                         "expected 'minprefix-checkpoint-1'"):
+        tune(tiny_base(), TOK, dataclasses.replace(cfg, steps=3), run_dir=tmp_path, progress=False)
 
 
 # ---------------------------------------------------------------------------- properties over many runs
