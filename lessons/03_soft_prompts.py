@@ -521,7 +521,7 @@ d, h = base.config.d_model, MLP_HIDDEN
 parts = {f"E {P}x{d}": P * d, f"Linear({d}, {h})": d * h + h, f"Linear({h}, {h})": h * h + h,
          f"Linear({h}, {d})": h * d + d}  # weights and biases of each layer
 formula = sum(parts.values())  # P*d + d*h + h + h*h + h + h*d + d
-print(f"soft-mlp: rows made by {type(mlp_model.rows).__name__}; it trains {count_trainable(mlp_model):,} numbers:")
+print(f"soft-mlp: rows made by {type(mlp_model.row_maker).__name__}; it trains {count_trainable(mlp_model):,} numbers:")
 print("  " + ", ".join(f"{name} {n:,}" for name, n in parts.items()) + f"; sum {formula:,} "
       f"(params.ptuning_params: {ptuning_params(P, d, h):,}; count_table: "
       f"{next(r for r in count_table(base.config, P) if r['method'] == 'soft-mlp')['trainable']:,})")

@@ -126,7 +126,7 @@ def load_into(model, path, base: GPT):
     """Continue training `model` from the artifact at `path`: same kind of rows, same length, direct."""
     loaded = load_prompt(path, base)
     want, got = method_of(model).name, method_of(loaded).name
-    if hasattr(model, "rows") and not isinstance(model.rows, DirectPrefix):
+    if hasattr(model, "row_maker") and not isinstance(model.row_maker, DirectPrefix):
         raise ValueError(f"{path} holds merged rows, without the MLP: continue with {want}, the direct method")
     if got != want:
         raise ValueError(f"{path} holds a {got} artifact; this run trains {want}")

@@ -160,9 +160,9 @@ def cmd_generate(args):
     if not args.prompt:
         raise ValueError("--prompt is empty: give at least one character to continue")
     idx = torch.tensor([tok.encode(args.prompt)], device=next(model.parameters()).device)
-    room = model.config.block_size - model.prompt_rows() - idx.size(1)
+    room = model.config.block_size - model.prompt_len - idx.size(1)
     if room <= 0:
-        raise ValueError(f"--prompt has {idx.size(1)} characters; with {model.prompt_rows()} prompt rows "
+        raise ValueError(f"--prompt has {idx.size(1)} characters; with {model.prompt_len} prompt rows "
                          f"it leaves no room in the context of {model.config.block_size} positions")
     torch.manual_seed(args.seed)
     out = model.generate(idx, min(args.max_new_tokens, room), temperature=args.temperature,

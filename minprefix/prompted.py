@@ -143,13 +143,17 @@ class PromptedGPT(nn.Module, Generator):
         self.prompt_len = prompt_len
         init, width, hidden = init or self.inits(reparam)[0], self.width(base.config), hidden or MLP_HIDDEN
         if reparam is None:
-            rows = DirectPrefix(self._initial_rows(init, init_ids, seed))
+            maker = DirectPrefix(self._initial_rows(init, init_ids, seed))
         elif reparam == "ptuning":
-            rows = PTuningEncoder(prompt_len, hidden, width, seed, zero_last=init == "zero")
+            maker = PTuningEncoder(prompt_len, hidden, width, seed, zero_last=init == "zero")
         else:
-            rows = MLPPrefix(prompt_len, reparam_dim or base.config.d_model, hidden, width, seed,
-                             zero_last=init == "zero", form=mlp_form, chunk=base.config.d_model)
-        self.rows = rows.to(device=base.wte.weight.device, dtype=base.wte.weight.dtype)
+            maker = MLPPrefix(prompt_len, reparam_dim or base.config.d_model, hidden, width, seed,
+                              zero_last=init == "zero", form=mlp_form, chunk=base.config.d_model)
+        self.row_maker = maker.to(device=base.wte.weight.device, dtype=base.wte.weight.dtype)
+
+    def rows(self) -> torch.Tensor:
+        """The (P, width) rows, as the row maker makes them now."""
+        return self.row_maker()
 
     def _initial_rows(self, init: str, init_ids, seed: int) -> torch.Tensor:
         """The starting (P, width) rows of a direct prefix."""
@@ -177,7 +181,7 @@ class PromptedGPT(nn.Module, Generator):
         if rows.dim() != 2 or rows.size(1) != width:
             raise ValueError(f"{cls.__name__} rows must be (P, {width}), got {tuple(rows.shape)}")
         model = cls(base, rows.size(0), init="zero", **kwargs)
-        model.rows = DirectPrefix(rows.to(model.rows.rows))
+        model.row_maker = DirectPrefix(rows.to(model.row_maker.rows))
         return model
 
     def merge(self):
@@ -193,9 +197,6 @@ class PromptedGPT(nn.Module, Generator):
     @property
     def config(self):
         return self.base.config
-
-    def prompt_rows(self) -> int:
-        return self.prompt_len
 
     def prompt(self) -> torch.Tensor:
         """The rows in the layout the model uses them (per subclass): what a prompt bank stacks."""

@@ -89,7 +89,7 @@ def test_the_checkpoint_is_safetensors_with_json_and_no_pickle(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.safetensors", "checkpoint.safetensors"]
     with safe_open(str(tmp_path / "checkpoint.safetensors"), framework="pt") as f:
         names = set(f.keys())
-    assert {"/trainable/rows.rows", "/state/best/weights/rows.rows"} <= names
+    assert {"/trainable/row_maker.rows", "/state/best/weights/row_maker.rows"} <= names
     assert any(n.startswith("/optimizer/state/0/exp_avg") for n in names)
 
 

@@ -121,7 +121,7 @@ def test_a_top_half_prefix_leaves_the_bottom_half_as_the_base_computes_it(cls):
         h.remove()
     torch.testing.assert_close(ours[1], x)  # no prefix below the middle: exactly the plain blocks
     full = cls(base, 3, init="random", layers="all")
-    full.rows.load_state_dict(model.rows.state_dict())
+    full.row_maker.load_state_dict(model.row_maker.state_dict())
     assert not torch.allclose(full(idx)[0], model(idx)[0])  # and the bottom rows really are unused
 
 

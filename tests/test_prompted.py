@@ -55,8 +55,8 @@ def test_logits_have_the_length_of_the_input(base, idx):
 def test_merge_drops_the_mlp_and_keeps_the_logits(base, idx, make):
     model = make(base)
     merged = model.merge()
-    assert isinstance(model.rows, MLPPrefix) and isinstance(merged.rows, DirectPrefix)
-    assert [n for n, _ in merged.named_parameters() if not n.startswith("base.")] == ["rows.rows"]
+    assert isinstance(model.row_maker, MLPPrefix) and isinstance(merged.row_maker, DirectPrefix)
+    assert [n for n, _ in merged.named_parameters() if not n.startswith("base.")] == ["row_maker.rows"]
     torch.testing.assert_close(merged(idx)[0], model(idx)[0], rtol=0, atol=1e-6)
 
 
@@ -99,10 +99,10 @@ def test_only_the_method_trains(base):
     lambda b: BlockInputPrefixGPT(b, 4),
 ])
 def test_state_dict_holds_the_base_once_and_the_rows_once(base, make):
-    """No module registered twice: the base's weights under base.*, the method's under rows.*, nothing else."""
+    """No module registered twice: the base's weights under base.*, the method's under row_maker.*, nothing else."""
     state = make(base).state_dict()
     assert {k.removeprefix("base.") for k in state if k.startswith("base.")} == set(base.state_dict())
-    assert all(k.startswith(("base.", "rows.")) for k in state)
+    assert all(k.startswith(("base.", "row_maker.")) for k in state)
 
 
 # ---------------------------------------------------------------------------- the encoders
@@ -118,9 +118,9 @@ def test_ptuning_encoder_is_a_table_and_a_three_layer_relu_mlp():
 
 
 def test_reparam_says_which_network_makes_the_rows(base):
-    assert isinstance(SoftPromptGPT(base, 4, reparam="mlp", reparam_dim=8, hidden=12).rows, MLPPrefix)
-    assert isinstance(SoftPromptGPT(base, 4, reparam="mlp").rows, MLPPrefix)  # k = d_model, h = 512
-    assert isinstance(SoftPromptGPT(base, 4).rows, DirectPrefix)
+    assert isinstance(SoftPromptGPT(base, 4, reparam="mlp", reparam_dim=8, hidden=12).row_maker, MLPPrefix)
+    assert isinstance(SoftPromptGPT(base, 4, reparam="mlp").row_maker, MLPPrefix)  # k = d_model, h = 512
+    assert isinstance(SoftPromptGPT(base, 4).row_maker, DirectPrefix)
     with pytest.raises(ValueError, match="`reparam_dim` shapes the network that makes the rows; SoftPromptGPT"):
         SoftPromptGPT(base, 4, reparam_dim=8)  # no network named: say so, don't guess
 
@@ -128,11 +128,11 @@ def test_reparam_says_which_network_makes_the_rows(base):
 def test_ptuning_counts_and_merge(base, idx):
     P, h = 4, 12
     model = SoftPromptGPT(base, P, hidden=h, reparam="ptuning")
-    assert isinstance(model.rows, PTuningEncoder)
+    assert isinstance(model.row_maker, PTuningEncoder)
     assert count_trainable(model) == P * D + D * h + h + h * h + h + h * D + D
     merged = model.merge()
-    assert isinstance(merged.rows, DirectPrefix)
-    assert [n for n, _ in merged.named_parameters() if not n.startswith("base.")] == ["rows.rows"]
+    assert isinstance(merged.row_maker, DirectPrefix)
+    assert [n for n, _ in merged.named_parameters() if not n.startswith("base.")] == ["row_maker.rows"]
     torch.testing.assert_close(merged(idx)[0], model(idx)[0], rtol=0, atol=1e-10)
 
 
@@ -158,7 +158,7 @@ def test_ptuning_zero_init_starts_at_zero_and_trains(base, idx):
     model = SoftPromptGPT(base, 4, hidden=12, init="zero", reparam="ptuning")
     assert torch.count_nonzero(model.rows()) == 0
     model(idx, targets=idx)[1].backward()
-    assert model.rows.mlp[4].weight.grad.abs().sum() > 0  # the zeroed layer still gets a gradient
+    assert model.row_maker.mlp[4].weight.grad.abs().sum() > 0  # the zeroed layer still gets a gradient
 
 
 def test_ptuning_errors_are_clear(base):
@@ -175,18 +175,18 @@ def test_separate_mlp_form_makes_keys_and_values_from_two_nets_that_share_nothin
     kv = model.prompt()  # (L, 2, nh, P, hs)
     L, d = base.config.n_layer, base.config.d_model
     keys = kv[:, 0].permute(2, 0, 1, 3).reshape(3, L, d)
-    assert torch.allclose(keys, model.rows.mlp(model.rows.input).view(3, L, d))  # keys: the first net alone
+    assert torch.allclose(keys, model.row_maker.mlp(model.row_maker.input).view(3, L, d))  # keys: the first net alone
     keys.sum().backward()
-    untouched = [model.rows.input_2, *model.rows.mlp_2.parameters()]  # the values' net
+    untouched = [model.row_maker.input_2, *model.row_maker.mlp_2.parameters()]  # the values' net
     assert all(p.grad is None or not p.grad.any() for p in untouched)
-    assert model.rows.input.grad.abs().sum() > 0
+    assert model.row_maker.input.grad.abs().sum() > 0
     assert count_trainable(model) == METHODS["prefix-mlp"].trainable(base.config, 3, 4, 8, "separate")
     with torch.no_grad():
         assert torch.allclose(model(idx)[0], model.merge()(idx)[0], atol=1e-5)
 
 
 def test_linear_mlp_form_has_no_nonlinearity(base):
-    rows = PrefixGPT(base, 3, reparam="mlp", reparam_dim=4, hidden=8, mlp_form="linear").rows
+    rows = PrefixGPT(base, 3, reparam="mlp", reparam_dim=4, hidden=8, mlp_form="linear").row_maker
     assert isinstance(rows.mlp[1], torch.nn.Identity)
     def g(x):  # W2 W1 x: the MLP without its constant W2 b1 + b2
         return rows.mlp(x) - rows.mlp[2](rows.mlp[0].bias)
@@ -194,7 +194,7 @@ def test_linear_mlp_form_has_no_nonlinearity(base):
 
 
 def test_separate_linear_form_removes_both_the_sharing_and_the_tanh(base, idx):
-    rows = PrefixGPT(base, 3, reparam="mlp", reparam_dim=4, hidden=8, mlp_form="separate-linear").rows
+    rows = PrefixGPT(base, 3, reparam="mlp", reparam_dim=4, hidden=8, mlp_form="separate-linear").row_maker
     assert rows.chunk == base.config.d_model  # keys and values from two nets
     for mlp, x in ((rows.mlp, rows.input), (rows.mlp_2, rows.input_2)):
         assert isinstance(mlp[1], torch.nn.Identity)  # each linear
@@ -208,10 +208,10 @@ def test_separate_linear_form_removes_both_the_sharing_and_the_tanh(base, idx):
 
 
 def test_normal_init_is_standard_normal_whatever_the_rows_scale(base):
-    rows = PrefixGPT(base, 8, init="normal", seed=2).rows.rows  # 8 x (2 * 2 * 16) numbers
+    rows = PrefixGPT(base, 8, init="normal", seed=2).row_maker.rows  # 8 x (2 * 2 * 16) numbers
     assert abs(rows.mean().item()) < 0.15 and 0.85 < rows.std().item() < 1.15
-    assert not torch.equal(rows, PrefixGPT(base, 8, init="normal", seed=3).rows.rows)
-    scaled = PrefixGPT(base, 8, init="random", seed=2).rows.rows  # at the scale of real tokens' keys and values
+    assert not torch.equal(rows, PrefixGPT(base, 8, init="normal", seed=3).row_maker.rows)
+    scaled = PrefixGPT(base, 8, init="random", seed=2).row_maker.rows  # at the scale of real tokens' keys and values
     assert abs(scaled.std().item() - rows.std().item()) > 0.1
 
 

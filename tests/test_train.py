@@ -90,7 +90,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         tune(tiny_base(), TOK, cfg, run_dir=tmp_path, progress=False, on_step=interrupt)
     resumed, hist = tune(tiny_base(), TOK, cfg, run_dir=tmp_path, progress=False)
-    assert torch.equal(resumed.rows.rows, full.rows.rows)
+    assert torch.equal(resumed.row_maker.rows, full.row_maker.rows)
     assert [h["dev_loss"] for h in hist] == [h["dev_loss"] for h in full_hist]
 
 
