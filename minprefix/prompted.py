@@ -2,7 +2,8 @@
 
 The rows are a (P, width) matrix. Where they enter is what tells the methods apart (a soft
 prompt before the token embeddings, a prefix at every block); how they are made is one of
-two small modules, the same for every method:
+three small modules, the row makers, the same for every method (`model.row_maker`; a network
+that makes them while training is the method's `reparam`):
 
 - `DirectPrefix`: the rows themselves are the parameter.
 - `MLPPrefix` (Li & Liang 2021, §4.3): the rows are an MLP's output, P' (P x k) ->
@@ -58,13 +59,8 @@ class MLPPrefix(nn.Module):
     def __init__(self, prompt_len: int, k: int, hidden: int, width: int, seed: int = 0, zero_last: bool = False,
                  form: str = "shared", chunk: int | None = None):
         super().__init__()
-        if form not in MLP_FORMS:
-            raise ValueError(f"`mlp_form` {form!r} is not one of: {', '.join(MLP_FORMS)}")
-        separate = form.startswith("separate")
-        if separate and (chunk is None or width % (2 * chunk)):
-            raise ValueError(f"form {form!r} splits rows of width {width} into halves of chunk {chunk} numbers: "
-                             "it needs a chunk that divides width / 2 (a key/value prefix: chunk = d_model)")
-        self.chunk = chunk if separate else None
+        self.check_form(form, width, chunk)
+        self.chunk = chunk if form.startswith("separate") else None
         nets, out = (2, width // 2) if self.chunk else (1, width)
         act = nn.Identity() if form.endswith("linear") else nn.Tanh()
         with torch.random.fork_rng():  # seeded, and the caller's random state untouched
@@ -85,6 +81,14 @@ class MLPPrefix(nn.Module):
             return rows
         P, c = rows.size(0), self.chunk  # interleave: chunk numbers of the first, chunk of the second, ...
         return torch.stack((rows.view(P, -1, c), self.mlp_2(self.input_2).view(P, -1, c)), 2).reshape(P, -1)
+
+    @staticmethod
+    def check_form(form: str, width: int, chunk: int | None):
+        if form not in MLP_FORMS:
+            raise ValueError(f"`mlp_form` {form!r} is not one of: {', '.join(MLP_FORMS)}")
+        if form.startswith("separate") and (chunk is None or width % (2 * chunk)):
+            raise ValueError(f"form {form!r} splits rows of width {width} into halves of chunk {chunk} numbers: "
+                             "it needs a chunk that divides width / 2 (a key/value prefix: chunk = d_model)")
 
 
 class PTuningEncoder(nn.Module):
