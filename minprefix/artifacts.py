@@ -21,10 +21,11 @@ FORMAT = "minprefix-artifact-1"
 
 
 def stored_tensors(model) -> dict[str, torch.Tensor]:
-    """What an artifact keeps: the merged prompt (no MLP), or every weight for full fine-tuning."""
+    """What an artifact keeps: the prompt the rows make (the merged form: no network), or every weight for full
+    fine-tuning."""
     if method_of(model).trains_base:
         return {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
-    return {"prompt": model.merge().prompt()}
+    return {"prompt": model.prompt().detach()}  # what merge() would hold, without building the merged model
 
 
 def save_prompt(model, path, base: GPT, meta: dict | None = None):
