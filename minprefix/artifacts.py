@@ -41,6 +41,7 @@ def save_prompt(model, path, base: GPT, meta: dict | None = None):
         "shapes": {k: list(v.shape) for k, v in tensors.items()},
         "base_fingerprint": fingerprint(base),
         "base_config": asdict(base.config),
+        **({"tokenizer": base.characters} if base.characters is not None else {}),
         **({"layers": model.layers} if getattr(model, "layers", "all") != "all" else {}),
     }
     owned = sorted((set(info) | {"layers", "covers", "sha256"}) & set(meta or {}))
@@ -96,6 +97,9 @@ def check_base(path, info: dict, shapes: dict[str, list[int]], base: GPT):
             + ("(the same config, other weights)" if same else
                f"(config {info['base_config']!r} vs {asdict(base.config)})")
             + ": load it onto the base it was tuned on")
+    if None not in (info.get("tokenizer"), base.characters) and info["tokenizer"] != base.characters:
+        raise ValueError(f"{path} was tuned with other tokenizer characters than this base's: its ids would mean "
+                         "other characters here; load it onto the base it was tuned on")
     if method_named(info["method"]).model is None:  # full fine-tuning: every weight of the base, by name and shape
         wrong = mismatched(weight_shapes(base), shapes)
         if wrong:

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from .files import (atomic_save, atomic_write_text, fingerprint, mismatched, read_json, read_tensors, short,
                     weight_shapes)
 from .model import GPT, GPTConfig, is_device_name
-from .world import Tokenizer
+from .world import CHARACTERS, SPECIAL_TOKENS, Tokenizer
 
 SHIPPED_DIR = Path(__file__).parent / "weights"
 
@@ -25,7 +25,8 @@ def save_base(model: GPT, out_dir, meta: dict | None = None):
     out_dir = Path(out_dir)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
     atomic_save(state, out_dir / "model.safetensors", saver=lambda s, p: save_file(s, str(p)))
-    info = {"config": asdict(model.config), "fingerprint": fingerprint(model), **(meta or {})}
+    info = {"config": asdict(model.config), "fingerprint": fingerprint(model),
+            **({"tokenizer": model.characters} if model.characters is not None else {}), **(meta or {})}
     atomic_write_text(out_dir / "config.json", json.dumps(info, indent=2))
 
 
@@ -42,6 +43,7 @@ def load_model(path, device="cpu") -> GPT:
         model = GPT(GPTConfig(**{"pad_id": Tokenizer().pad_id, **info["config"]}))
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path / 'config.json'}: field 'config': {short(e)}") from None
+    model.characters = tokenizer_characters(path / "config.json", info, model.config.vocab_size)
 
     def check(_, shapes):
         wrong = mismatched(weight_shapes(model), shapes)
@@ -58,6 +60,15 @@ def load_model(path, device="cpu") -> GPT:
     return model.to(device)
 
 
+def tokenizer_characters(path, info: dict, vocab_size: int) -> str:
+    """The characters a base's config.json records (a base saved before the field: the world's), checked."""
+    chars = info.get("tokenizer", CHARACTERS)
+    if not isinstance(chars, str) or len(set(chars)) != len(chars) or len(chars) + len(SPECIAL_TOKENS) != vocab_size:
+        raise ValueError(f"{path}: field 'tokenizer' must be a string of {vocab_size - len(SPECIAL_TOKENS)} distinct "
+                         f"characters (vocab_size {vocab_size} less <pad> and <eos>), got {short(repr(chars))}")
+    return chars
+
+
 def load_base(device="cpu", path=SHIPPED_DIR) -> tuple[GPT, Tokenizer]:
     """The shipped base (or the one saved at `path`), frozen and in eval mode, with its tokenizer.
 
@@ -69,4 +80,5 @@ def load_base(device="cpu", path=SHIPPED_DIR) -> tuple[GPT, Tokenizer]:
     elif not is_device_name(device):
         raise ValueError(f"load_base: {device!r} is neither a device (cpu, cuda, cuda:N, mps) nor a directory; "
                          "call load_base(device) or load_base(path=DIR) or load_base(device, DIR)")
-    return load_model(path, device).freeze(), Tokenizer()
+    model = load_model(path, device).freeze()
+    return model, Tokenizer(model.characters)

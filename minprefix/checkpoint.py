@@ -8,6 +8,7 @@ file) and names each difference. `run_lock` makes a run folder belong to one run
 
 import fcntl
 import json
+import math
 import os
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -40,7 +41,10 @@ class Checkpoint:
             return 0
         if not self.path.exists():
             return 0
-        ckpt = read_checkpoint(self.path, device)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        # the weights, AdamW's two moments, a copy of the best weights, and small change: a header that declares
+        # more is refused before a byte of it is read
+        ckpt = read_checkpoint(self.path, device, max_numbers=4 * trainable + 4096)
         differ = differences(ckpt["config"], ckpt["depends"], self.config, self.depends)
         if differ:
             raise ValueError(f"{self.path} was written by another configuration: {'; '.join(differ)}. "
@@ -66,10 +70,17 @@ class Checkpoint:
 CHECKPOINT_FORMAT = "minprefix-checkpoint-1"
 
 
-def read_checkpoint(path, device="cpu") -> dict:
-    """What `Checkpoint.save` wrote at path, tensors on device; a damaged file is a ValueError saying so."""
+def read_checkpoint(path, device="cpu", max_numbers: int | None = None) -> dict:
+    """What `Checkpoint.save` wrote at path, tensors on device; a damaged file is a ValueError saying so.
+    max_numbers: the most numbers its tensors may hold, checked on the header before any tensor is read."""
+    def check(info, shapes):
+        declared = sum(math.prod(s) for s in shapes.values())
+        if max_numbers is not None and declared > max_numbers:
+            raise ValueError(f"its tensors declare {declared:,} numbers, more than this run's weights and optimizer "
+                             f"state can hold ({max_numbers:,})")
+
     try:
-        info, tensors = read_tensors(path)
+        info, tensors = read_tensors(path, check)
         if info.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"format {info.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
         ckpt = unpack(info, {k: v.to(device) for k, v in tensors.items()})
@@ -113,7 +124,9 @@ HOW = {"compile"}  # how a step runs, not what it computes: a run resumes with o
 
 def differences(old_config: dict, old_depends: dict, config: dict, depends: dict) -> list[str]:
     """Each field or input in which a checkpoint's run differs from this one, said in one phrase."""
-    said = [f"`{k}` {old_config.get(k)!r} (checkpoint) vs {config.get(k)!r} (now)"
+    def shown(v):  # None is "the default" (the method's lr, say), never the word None
+        return "the default" if v is None else repr(v)
+    said = [f"`{k}` {shown(old_config.get(k))} (checkpoint) vs {shown(config.get(k))} (now)"
             for k in sorted((set(old_config) | set(config)) - HOW) if old_config.get(k) != config.get(k)]
     old, new = old_depends.get("base"), depends.get("base")
     if old != new:

@@ -7,6 +7,7 @@ only by its own commands: `minprefix tune` never loads it.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -15,11 +16,12 @@ import sys
 import tempfile
 import threading
 import warnings
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import get_args
 
 import torch
+from tqdm import tqdm
 
 from . import distributed
 from .artifacts import load_prompt
@@ -129,7 +131,8 @@ def cmd_pretrain(args):
     cfg = config_from(args, PretrainConfig)
     check_writable(args.out, folder=True)
     check_writable(args.run_dir, folder=True)
-    model = pretrain(cfg, args.run_dir, distributed.setup(pick_device(args.device)))
+    device = distributed.setup(pick_device(args.device))
+    model = pretrain(cfg, args.run_dir, device, on_step=steps_seen(args, device, []))
     if distributed.is_main():
         recipe = {"steps": cfg.steps, "seed": cfg.seed, "task_weights": cfg.task_weights}
         save_base(model.cpu(), args.out, {"pretrain": recipe})
@@ -190,15 +193,33 @@ def cmd_info(args):
         print(count_markdown(gpt2_config(name), P, h=h))
 
 
+def default_run_dir(cfg: TuneConfig) -> str:
+    """runs/METHOD-TASK, plus each field that differs from its default (runs/prefix-bare-sort-lr0.01-steps400):
+    one folder per configuration, so trying another --lr starts a new run instead of clashing with the last."""
+    default_cfg = TuneConfig(method=cfg.method, task=cfg.task)
+    default = {**asdict(default_cfg), "lr": default_cfg.peak_lr}  # --lr equal to the method's is the default
+    now = {**asdict(cfg), "lr": cfg.peak_lr}
+    changed = "".join(f"-{k.replace('_', '-')}{v}" for k, v in now.items() if v != default[k])
+    changed = re.sub(r"[^A-Za-z0-9.=_-]", "_", changed)
+    if len(changed) > 80:  # a long --init-text: a short, stable name instead
+        changed = "-" + hashlib.sha256(changed.encode()).hexdigest()[:12]
+    return f"runs/{cfg.method}-{cfg.task}{changed}"
+
+
 def cmd_tune(args):
     base, tok = _base(args)
     cfg = config_from(args, TuneConfig)
-    run_dir = args.run_dir or f"runs/{cfg.method}-{cfg.task}"
+    run_dir = args.run_dir or default_run_dir(cfg)
     check_writable(run_dir, folder=True)
     device = distributed.setup(pick_device(args.device))
-    model, history = tune(base, tok, cfg, run_dir, device, init_from=args.init_from)
+    trained = []
+    model, history = tune(base, tok, cfg, run_dir, device, init_from=args.init_from,
+                          on_step=steps_seen(args, device, trained))
     if not distributed.is_main():
         return
+    if not trained:
+        print(f"{run_dir} holds a finished run of this configuration: its result, without training "
+              "(remove the folder or pass another --run-dir to train again)")
     best = best_of(history)  # the step whose weights the artifact holds
     test = score(model, tok, examples(cfg.task, "test", 200))
     print(f"{cfg.method} on {cfg.task}: best dev exact match {100 * best['dev_exact_match']:.1f} % "
@@ -233,7 +254,10 @@ def cmd_demo(args):
     from .lab.demo import run_demo
 
     check_writable(args.figure, folder=False)
-    run_demo(_base(args), pick_device(args.device), args.figure, steps=args.steps)
+    base_and_tok, device = _base(args), pick_device(args.device)
+    if args.threads_note and device == "cpu":
+        print(args.threads_note, file=sys.stderr)
+    run_demo(base_and_tok, device, args.figure, steps=args.steps)
 
 
 def cmd_compare(args):
@@ -386,6 +410,8 @@ def build_parser(lab: bool = True) -> argparse.ArgumentParser:
     def command(name, fn, help, base=True, **kw):
         c = sub.add_parser(name, help=help, description=help, **kw)
         c.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: cuda, then mps, then cpu)")
+        c.add_argument("--threads", type=at_least(1, 1024), help="CPU threads of torch (default: MINPREFIX_THREADS, "
+                       "else the cores not busy with other work; a grid's runs use one each)")
         if base:
             c.add_argument("--base", help="directory of a base model (default: the shipped one)")
         c.set_defaults(fn=fn)
@@ -428,7 +454,8 @@ def prompt_commands(command):
     c = command("tune", cmd_tune, "tune one method on one task", epilog=methods_epilog(),
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flags(c, TuneConfig)
-    c.add_argument("--run-dir", help="checkpoint.safetensors and best.safetensors go here (default: runs/METHOD-TASK)")
+    c.add_argument("--run-dir", help="checkpoint.safetensors and best.safetensors go here (default: runs/METHOD-TASK, "
+                   "plus each flag that differs from its default, e.g. runs/prefix-bare-sort-lr0.01)")
     c.add_argument("--init-from", help="continue from a saved artifact of the same (direct) method")
 
     c = command("search-prompt", cmd_search_prompt, "score hard prompts, then search with gradients")
@@ -484,6 +511,42 @@ def lab_flags(parsers: dict):
                    "(demo.png needs `minprefix demo`, about four minutes)")
 
 
+def pick_threads(given: int | None) -> str | None:
+    """torch's CPU threads: --threads, else MINPREFIX_THREADS, else the cores not already busy (a thread per core
+    that another process keeps busy only makes every step wait: on a busy 2-core machine a run can take twice as
+    long with torch's default as with one thread). Returns what to say about it (once, where training starts: `steps_seen`),
+    or None when the user chose."""
+    env = os.environ.get("MINPREFIX_THREADS")
+    if given is None and env is not None:
+        try:
+            given = at_least(1, 1024)(env)
+        except argparse.ArgumentTypeError as e:
+            raise ValueError(f"MINPREFIX_THREADS={env!r}: {e}") from None
+    if given is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        try:  # under torchrun the ranks of this machine share its cores
+            ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        except ValueError:
+            ranks = 1
+        n = max(1, min(cores, round(cores - load)) // ranks)
+        torch.set_num_threads(n)
+        return (f"minprefix: {n} CPU thread{'s' * (n > 1)} ({cores} cores, 1-minute load {load:.1f}); "
+                "set --threads N or MINPREFIX_THREADS=N to choose")
+    torch.set_num_threads(given)
+    return None
+
+
+def steps_seen(args, device, seen: list):
+    """An on_step that keeps every step in `seen` and, at the first, says the thread count (once, when training
+    has really started: an error before it stays one line)."""
+    def on_step(step, loss):
+        if not seen and args.threads_note and str(device).startswith("cpu") and distributed.is_main():
+            tqdm.write(args.threads_note, file=sys.stderr)
+        seen.append(step)
+    return on_step
+
+
 def interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -496,10 +559,12 @@ def main(argv=None):
     name, here = f"minprefix {args.command}", parser.commands[args.command]
     in_main_thread = threading.current_thread() is threading.main_thread()  # only there can signals be handled
     previous = signal.signal(signal.SIGTERM, interrupt) if in_main_thread else None  # `kill`, schedulers: as Ctrl-C
+    threads = torch.get_num_threads()  # main() called in a process (a notebook, a test) gives it back as it was
     try:
         with warnings.catch_warnings():  # a warning is one line too
             warnings.showwarning = lambda message, *_: print(f"{name}: warning: {say_flags(str(message), here)}",
                                                              file=sys.stderr)
+            args.threads_note = pick_threads(args.threads)
             args.fn(args)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
         print(f"{name}: error: {say_flags(str(e), here)}", file=sys.stderr)
@@ -517,6 +582,7 @@ def main(argv=None):
               file=sys.stderr)
         sys.exit(1)
     finally:
+        torch.set_num_threads(threads)
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
 

@@ -281,6 +281,7 @@ class GPT(nn.Module, Generator):
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied input and output embeddings, as in GPT-2
         self.grad_checkpointing = False  # trade compute for memory in training
+        self.characters = None  # its tokenizer's characters, where known (a base of the tiny world records them)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # scaled init of residual projections (GPT-2 §2.3)
             if name.endswith("c_proj.weight"):

@@ -39,6 +39,7 @@ def pretrain(cfg: PretrainConfig, run_dir, device="cpu", progress=True, on_step=
         raise ValueError(f"model vocab_size {cfg.model.vocab_size} != tokenizer's {tok.vocab_size}")
     torch.manual_seed(cfg.seed)
     model = GPT(replace(cfg.model, pad_id=tok.pad_id)).to(device)  # the base knows its tokenizer's pad
+    model.characters = tok.characters  # and its characters, saved with it
 
     def next_batch(rng):  # rows of examples packed back to back, tasks drawn by their weights
         return pretrain_batch(tok, rng, cfg.batch_size, cfg.model.block_size, cfg.task_weights, device)

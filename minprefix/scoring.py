@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from .world import Example, Tokenizer, answer_batch
+from .world import Example, Tokenizer, answer_batch, check_tokenizer
 
 
 @torch.no_grad()
@@ -25,6 +25,7 @@ def score(model, tok: Tokenizer, exs: list[Example], batch_size: int = 256, whol
     """
     if not exs:
         raise ValueError("score needs at least one example: a score of nothing is no score")
+    check_tokenizer(tok, model)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

@@ -23,7 +23,8 @@ from .prefix import LAYERS
 from .prompted import MLP_FORMS
 from .scoring import score
 from .train import LoopConfig, Run, optimize
-from .world import DOWNSTREAM_TASKS, PRETRAIN_TASKS, TUNE_TRAIN_SIZE, Tokenizer, answer_batch, examples
+from .world import (DOWNSTREAM_TASKS, PRETRAIN_TASKS, TUNE_TRAIN_SIZE, Tokenizer, answer_batch, check_tokenizer,
+                    examples)
 
 
 @dataclass
@@ -78,6 +79,7 @@ def best_of(history: list[dict]) -> dict:
 
 def build_method(base: GPT, tok: Tokenizer, cfg: TuneConfig):
     """The model to train: the frozen base wearing cfg.method (or a trainable copy for full)."""
+    check_tokenizer(tok, base)
     ids = tok.encode(cfg.init_text) if cfg.init_text is not None else None
     return METHODS[cfg.method].build(base, cfg.prompt_len, reparam_dim=cfg.reparam_dim, hidden=cfg.hidden,
                                      init=cfg.init, init_ids=ids, seed=cfg.seed, layers=cfg.prefix_layers,

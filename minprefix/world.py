@@ -76,6 +76,7 @@ class Tokenizer:
     """Characters <-> ids. Ids 0 and 1 are <pad> and <eos>; every other id is one character."""
 
     def __init__(self, characters: str = CHARACTERS):
+        self.characters = characters
         self.itos = list(SPECIAL_TOKENS) + list(characters)
         self.stoi = {ch: i for i, ch in enumerate(characters, start=len(SPECIAL_TOKENS))}
         self.pad_id, self.eos_id = 0, 1
@@ -105,6 +106,15 @@ class Tokenizer:
             if i != self.pad_id:
                 out.append(self.itos[i])
         return "".join(out)
+
+
+def check_tokenizer(tok: Tokenizer, model) -> None:
+    """A model is only ever fed ids of the tokenizer it was trained with: another one (the same characters in
+    another order, say) would train and score on wrong ids without a word."""
+    known = getattr(getattr(model, "base", model), "characters", None)  # a prompted model's base knows
+    if known is not None and tok.characters != known:
+        raise ValueError(f"this tokenizer's characters ({tok.characters[:12]!r}...) are not those the base was "
+                         f"trained with ({known[:12]!r}...): use the tokenizer load_base returned with it")
 
 
 # ---------------------------------------------------------------------------- tasks

@@ -243,6 +243,18 @@ for label, edit in (
 ):
     case(f"checkpoint: {label}")(loads(read_checkpoint, signed(CKPT, edit)))
 
+ckpt_meta = {"format": "minprefix-checkpoint-1", "step": 1}
+case("checkpoint: a sparse 2 GiB tensor declared (tune resumes)")(
+    (lambda: tune(BASE, TOK, quick("soft", steps=4), run_dir=huge_run(), progress=False), None))
+
+
+def huge_run() -> Path:
+    folder = fresh()
+    folder.mkdir()
+    sparse_header(2**29, ckpt_meta).rename(folder / "checkpoint.safetensors")
+    return folder
+
+
 # ---------------------------------------------------------------------------- base models
 
 
@@ -293,6 +305,9 @@ for label, kw in (
         path = base_dir()
         (path / "config.json").write_bytes(b"\xff\xfe{")
     case(f"base: {label}")(loads(load_model, path))
+for label, chars in (("a number", 5), ("too short", "abc"), ("a character twice", TOK.characters[:-1] + "a")):
+    case(f"base: tokenizer {label}")(loads(load_model, base_dir(edit_config=lambda info, c=chars: info.update(
+        tokenizer=c))))
 for kind in ("fifo", "folder", "link to /dev/zero"):
     for name in ("config.json", "model.safetensors"):
         path = base_dir()
@@ -525,6 +540,31 @@ def sigterm() -> str:
 
 
 case("tune: SIGTERM saves and says interrupted")((sigterm, None))
+
+
+def other_tokenizer() -> str:
+    """The same characters in another order: every id would mean another character."""
+    other = type(TOK)(TOK.characters[::-1])
+    base = tiny_base()
+    base.characters = TOK.characters
+    tune(base, other, quick("soft", steps=2), progress=False)
+    return "silent"
+
+
+case("tune: a tokenizer other than the base's")((other_tokenizer, None))
+
+
+def artifact_onto_other_characters() -> str:
+    base = tiny_base()
+    base.characters = TOK.characters
+    path = fresh(".safetensors")
+    save_prompt(PrefixGPT(base, 4), path, base)
+    base.characters = TOK.characters[::-1]
+    load_prompt(path, base)
+    return "silent"
+
+
+case("artifact: loaded onto a base with other tokenizer characters")((artifact_onto_other_characters, None))
 
 
 def main():

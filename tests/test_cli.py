@@ -415,3 +415,43 @@ def test_tune_never_loads_the_lab(argv, tmp_path):
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout[-500:] + done.stderr[-500:]
     if "--help" not in argv:
         assert (tmp_path / "best.safetensors").is_file(), done.stderr[-500:]
+
+
+# ---------------------------------------------------------------------------- threads and run folders
+
+
+def test_threads_are_said_once_where_training_starts_and_a_bad_variable_is_one_line(tiny_base_dir, tmp_path,
+                                                                                     monkeypatch):
+    args = ["tune", "--base", tiny_base_dir, "--steps", "1", "--eval-every", "1", "--n-dev", "4", "--device", "cpu"]
+    code, _, err = run(*args, "--run-dir", tmp_path / "a")
+    assert code == 0 and err.count("CPU thread") == 1 and "--threads N or MINPREFIX_THREADS=N" in err
+    code, _, err = run(*args, "--run-dir", tmp_path / "b", "--threads", "1")  # chosen: nothing to say
+    assert code == 0 and "CPU thread" not in err
+    before = torch.get_num_threads()
+    monkeypatch.setenv("MINPREFIX_THREADS", "many")
+    code, _, err = run("info", "--base", tiny_base_dir)
+    assert one_line_error(code, err, "info") and "MINPREFIX_THREADS='many'" in err
+    assert torch.get_num_threads() == before  # main() leaves the caller's setting as it was
+
+
+def test_each_configuration_gets_its_own_default_run_folder():
+    name = minprefix.cli.default_run_dir
+    assert name(TuneConfig(method="prefix", task="bare-sort")) == "runs/prefix-bare-sort"
+    assert name(TuneConfig(method="prefix", task="bare-sort", lr=METHODS["prefix"].lr)) == "runs/prefix-bare-sort"
+    assert name(TuneConfig(method="prefix", task="bare-sort", lr=0.01, steps=40)) == "runs/prefix-bare-sort-steps40-lr0.01"
+    assert name(TuneConfig(method="prefix", task="bare-sort", lr=0.02)) != name(TuneConfig(method="prefix",
+                                                                                          task="bare-sort", lr=0.01))
+    odd = name(TuneConfig(method="prefix", task="bare-sort", init_text="a/b c" * 40))
+    assert "/" not in odd.removeprefix("runs/") and len(odd) < 120
+
+
+def test_a_rerun_of_a_finished_run_says_it_did_not_train(tiny_base_dir, tmp_path):
+    args = ["tune", "--base", tiny_base_dir, "--steps", "2", "--eval-every", "1", "--n-dev", "4",
+            "--run-dir", tmp_path]
+    code, out, _ = run(*args)
+    assert code == 0 and "finished run" not in out
+    code, again, _ = run(*args)
+    assert code == 0 and "holds a finished run of this configuration" in again
+    assert again.splitlines()[-2:] == out.splitlines()[-2:]  # the same result and artifact
+    code, _, err = run(*args, "--lr", "0.5")
+    assert one_line_error(code, err, "tune") and "--lr the default (checkpoint) vs 0.5 (now)" in err and "None" not in err

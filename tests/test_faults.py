@@ -124,6 +124,24 @@ def test_sigterm_saves_a_checkpoint_and_says_interrupted_as_ctrl_c_does(tmp_path
     assert not (tmp_path / "run" / "lock").exists()
 
 
+@pytest.mark.slow
+def test_sigterm_to_a_grid_and_its_workers_keeps_finished_cells_and_says_interrupted(tmp_path, tiny_base_dir):
+    """`kill` of the process group (what a scheduler does) reaches the workers too: the main process keeps every
+    finished cell and says "interrupted", as for Ctrl-C."""
+    proc = subprocess.Popen([sys.executable, "-m", "minprefix", "sweep", "--quick", "--workers", "2", "--base",
+                             tiny_base_dir, "--out", str(tmp_path), "--run-dir", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    results = tmp_path / "results.json"
+    deadline = time.time() + 300
+    while not results.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert results.exists() and proc.poll() is None, "no finished cell within 300 s: cannot test SIGTERM"
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err, err
+    assert len(json.loads(results.read_text())) >= 1
+
+
 @pytest.fixture(scope="module")
 def tiny_base_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("base")
@@ -235,22 +253,35 @@ def test_fifos_devices_and_folders_are_refused_before_opening(tmp_path, tiny_bas
     refused(load_model, weights, match="FIFO")
 
 
-def test_a_header_declaring_a_huge_prompt_is_refused_before_reading(tmp_path):
-    base = tiny_base()
-    n = 2**29  # 2 GiB of float32, in a sparse file
-    header = json.dumps({"prompt": {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]},
-                         "__metadata__": {"minprefix": json.dumps({
-                             "format": "minprefix-artifact-1", "method": "prefix", "shapes": {"prompt": [n]},
-                             "base_fingerprint": fingerprint(base),
-                             "base_config": {}})}}).encode()
+def huge_file(path, name: str, meta: dict) -> Path:
+    """A sparse safetensors file whose header declares 2 GiB of float32 in tensor `name` (no byte of it written)."""
+    n = 2**29
+    meta = {**meta, "shapes": {name: [n]}} if "shapes" in meta else meta
+    header = json.dumps({name: {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]},
+                         "__metadata__": {"minprefix": json.dumps(meta)}}).encode()
     header += b" " * (-len(header) % 8)
-    path = tmp_path / "huge.safetensors"
     with open(path, "wb") as f:
         f.write(len(header).to_bytes(8, "little") + header)
         f.truncate(8 + len(header) + 4 * n)
+    return path
+
+
+def test_a_header_declaring_a_huge_prompt_is_refused_before_reading(tmp_path):
+    base = tiny_base()
+    path = huge_file(tmp_path / "huge.safetensors", "prompt", {
+        "format": "minprefix-artifact-1", "method": "prefix", "shapes": {}, "base_fingerprint": fingerprint(base),
+        "base_config": {}})
     t = time.time()
     refused(load_prompt, path, base, match="not one prompt this base can wear")
     assert time.time() - t < 2
+
+
+def test_a_checkpoint_declaring_huge_tensors_is_refused_before_reading(tmp_path):
+    cfg = quick("prefix", steps=2)
+    huge_file(tmp_path / "checkpoint.safetensors", "trainable/rows", {"format": "minprefix-checkpoint-1", "step": 1})
+    t = time.time()
+    refused(tune, tiny_base(), TOK, cfg, tmp_path, progress=False, match="declare 536,870,912 numbers, more than")
+    assert time.time() - t < 5
 
 
 def test_absurd_base_configs_are_refused_before_allocating(tmp_path):
@@ -324,3 +355,37 @@ def test_results_files_of_the_wrong_structure_are_one_line(tmp_path):
                                                        "studies": {}, "ensemble": {}, "n_base": 1, "seconds": 1}))
     refused(minprefix.cli.redraw, tmp_path / "compare.json", "compare", lambda data: write_report(data, tmp_path),
             match="compare.json: not a compare results file")  # what `figures` draws from a compare.json
+
+
+# ---------------------------------------------------------------------------- the tokenizer travels with the base
+
+
+def test_the_tokenizer_is_recorded_with_the_base_and_another_one_is_refused(tmp_path):
+    from minprefix.base import load_base
+    from minprefix.scoring import score
+    from minprefix.world import Tokenizer, examples
+    base = tiny_base()
+    base.characters = TOK.characters  # as `pretrain` records it
+    save_base(base, tmp_path / "base")
+    loaded, tok = load_base(path=tmp_path / "base")
+    assert loaded.characters == tok.characters == TOK.characters
+    other = Tokenizer(TOK.characters[::-1])  # the same characters, other ids
+    with pytest.raises(ValueError, match="not those the base was trained with"):
+        tune(loaded, other, quick("prefix"), progress=False)
+    with pytest.raises(ValueError, match="not those the base was trained with"):
+        score(PrefixGPT(loaded, 2), other, examples("bare-reverse", "dev", 4))
+    model, _ = tune(loaded, tok, quick("prefix", steps=2), progress=False)  # the right one trains
+    save_prompt(model, tmp_path / "p.safetensors", loaded)
+    assert read_artifact(tmp_path / "p.safetensors")[0]["tokenizer"] == TOK.characters
+    loaded.characters = TOK.characters[::-1]  # the same weights under other characters (a hand-edited config)
+    with pytest.raises(ValueError, match="other tokenizer characters"):
+        load_prompt(tmp_path / "p.safetensors", loaded)
+
+
+@pytest.mark.parametrize("chars", [5, "ab", TOK.characters[:-1] + TOK.characters[0]])  # no string, too few, twice
+def test_a_base_whose_tokenizer_field_is_wrong_is_one_error_naming_the_field(tmp_path, chars):
+    save_base(tiny_base(), tmp_path)
+    info = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**info, "tokenizer": chars}))
+    with pytest.raises(ValueError, match="config.json: field 'tokenizer' must be a string of 102 distinct"):
+        load_model(tmp_path)

@@ -74,7 +74,7 @@ def load_committed(name: str, path=None, base: str | None = None) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"no stored results at {path}: run `minprefix {name} --out {path.parent}` "
                                 "(resumable; its --help says how long it takes)")
-    data = json.loads(path.read_text())
+    data = read_results(path, name) if name in SCHEMAS else read_json(path, f"{name} results file")
     base = base or json.loads((SHIPPED_DIR / "config.json").read_text())["fingerprint"]
     other = sorted({base_of(r) for r in results_in(data)} - {base})
     if other:
@@ -220,9 +220,10 @@ def _run_in_processes(base, tok, todo, store, bar, devices, args):
             process.terminate()
         raise
     except BrokenProcessPool:
-        raise RuntimeError("run_grid's worker processes stopped before finishing. A script that runs a grid with "
-                           "workers > 1 must start it under `if __name__ == '__main__':` (each worker imports "
-                           "the script); or pass workers=1") from None
+        raise RuntimeError("run_grid's worker processes stopped before finishing (killed, out of memory, or a "
+                           "script that runs a grid with workers > 1 not started under `if __name__ == "
+                           "'__main__':`, which each worker needs to import it); finished cells are kept: rerun to "
+                           "resume, or pass workers=1") from None
     finally:
         pool.shutdown(wait=False, cancel_futures=True)  # on an error or Ctrl-C, start no further cell
 

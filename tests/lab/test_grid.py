@@ -69,6 +69,12 @@ def test_a_missing_committed_results_file_names_the_command_that_writes_it(tmp_p
     assert set(grid.load_committed("sweep")["methods"]) == set(METHODS)  # the committed one, read from figures/
 
 
+def test_a_committed_results_file_of_the_wrong_structure_is_one_error_naming_the_field(tmp_path):
+    (tmp_path / "sweep.json").write_text(json.dumps({"claims": 5}))
+    with pytest.raises(ValueError, match="sweep.json: field 'config' is missing or of the wrong type"):
+        grid.load_committed("sweep", tmp_path / "sweep.json")
+
+
 def test_a_cell_measured_on_another_base_is_run_again_and_never_adopted(tmp_path, monkeypatch):
     """A rebuilt base must not inherit the old one's results: the store and --from both check the fingerprint."""
     cfg = quick("soft", steps=3)
@@ -82,7 +88,7 @@ def test_a_cell_measured_on_another_base_is_run_again_and_never_adopted(tmp_path
     assert calls == [cfg] and again["base"] == grid.fingerprint(other) != first["base"]
     assert ResultStore(path)[grid.cell_key(cfg)]["base"] == again["base"]  # replaced, not kept beside
     earlier = tmp_path / "earlier.json"
-    earlier.write_text(json.dumps({"runs": [first, again]}))
+    earlier.write_text(json.dumps({"config": {}, "fields": {}, "methods": {"soft": [first, again]}}))  # a sweep.json
     assert grid.adopt(tmp_path / "fresh.json", earlier, again["base"]) == (1, 1)
     assert ResultStore(tmp_path / "fresh.json")[grid.cell_key(cfg)]["base"] == again["base"]
     legacy = {k: v for k, v in first.items() if k != "base"}  # stored before results named their base
