@@ -60,7 +60,13 @@ class TuneConfig(LoopConfig):
             self.init = "text"
         if self.init == "text" and not self.init_text:
             raise ValueError("`init` text needs `init_text`, a non-empty text")
-        METHODS[self.method].check_options(self.prefix_layers, self.reparam_dim, self.hidden, self.mlp_form, self.init)
+        try:
+            METHODS[self.method].check_options(self.prefix_layers, self.reparam_dim, self.hidden, self.mlp_form,
+                                               self.init)
+        except ValueError as e:  # the refusal is the class's; say which of our fields asked for a text
+            if self.init_text is None or "`init`" not in str(e):
+                raise
+            raise ValueError(f"`init_text` means {e}") from None
 
     @property
     def peak_lr(self) -> float:
