@@ -14,9 +14,10 @@ LESSONS = sorted(p.stem for p in (ROOT / "lessons").glob("[0-9][0-9]_*.ipynb"))
 project = "minprefix"
 author = "the minprefix authors"
 root_doc = "README"
-extensions = ["myst_nb"]  # MyST Markdown and notebooks (myst-nb includes myst-parser)
+extensions = ["myst_nb",  # MyST Markdown and notebooks (myst-nb includes myst-parser)
+              "sphinx-mathjax-offline"]  # MathJax 3.2.2 copied into _static: formulas typeset with no network
 include_patterns = ["README.md", "docs/*.md", "lessons/README.md", "lessons/*.ipynb", "figures/*.md"]
-exclude_patterns = ["_site", ".venv", "runs"]
+exclude_patterns = ["_site", ".venv", "runs", "jupyter_execute"]
 nb_execution_mode = "off"  # the committed outputs are the lesson; building never runs a cell
 nb_output_stderr = "remove"  # progress-bar residue (tqdm writes to stderr)
 nb_merge_streams = True

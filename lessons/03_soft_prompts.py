@@ -38,19 +38,15 @@
 # - score a tuned prompt on inputs longer than any it saw, and say what the drop does and does not show;
 # - tell apart what trains and what is stored when a network (P-tuning's prompt encoder) makes the prompt.
 #
-# **Run time:** under a minute on 2 CPU cores, 43 s in the committed run (the last cell before the
+# **Run time:** about a minute on 2 CPU cores, 57 s in the committed run (the last cell before the
 # exercises prints how long this run took). With `MINPREFIX_QUICK=1` in the environment, training is
 # shortened (every cell still runs); the numbers then differ from the ones discussed here.
 
 # %%
 # %matplotlib inline
-import importlib.metadata
 import inspect
-import os
 import random
-import sys
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
@@ -58,8 +54,8 @@ import torch.nn.functional as F
 
 import minprefix
 import minprefix.lab.figures
-import minprefix.train
-from minprefix import PromptBank, SoftPromptEmbedding, SoftPromptGPT, count_frozen, count_stored, count_trainable
+from minprefix import PromptBank, SoftPromptGPT, count_frozen, count_stored, count_trainable
+from minprefix.lab.lesson import exercises, setup, solution  # noqa: F401 (solution("3.1"): the library's answer, after yours)
 from minprefix.methods import METHODS, count_table
 from minprefix.params import gpt2_config, ptuning_params
 from minprefix.prompted import MLP_HIDDEN, PTuningEncoder
@@ -67,16 +63,8 @@ from minprefix.scoring import percent, score
 from minprefix.tune import TuneConfig, tune
 from minprefix.world import examples
 
-QUICK = os.environ.get("MINPREFIX_QUICK") == "1"  # shorter training, for CI
-torch.set_num_threads(1)  # tiny tensors: one thread loses little, and a busy machine's other core stays free
 t_start = time.time()
-
-print(f"Python {sys.version.split()[0]}, torch {torch.__version__}, "
-      f"minprefix {importlib.metadata.version('minprefix')}")
-print(f"minprefix.pick_device(): {minprefix.pick_device()} (the model is tiny: this lesson keeps everything on the CPU)")
-base, tok = minprefix.load_base()
-print(f"shipped base: {base.num_params():,} parameters, {base.config}")
-print("mode:", "QUICK (shortened training)" if QUICK else "full")
+base, tok, QUICK = setup()  # one thread, seed 0, the shipped base (frozen, in eval mode); prints what ran
 
 # %% [markdown]
 # ## The input layer
@@ -89,16 +77,8 @@ print("mode:", "QUICK (shortened training)" if QUICK else "full")
 # In `minprefix` the layer that does the placing is `SoftPromptEmbedding`. It owns no
 # parameters: the rows belong to the model that wears the prompt (`SoftPromptGPT`), which hands
 # them over on every call.
-
-# %% [markdown]
-# **Try exercise 3.1 first.** The next cell prints the library's own solution. If you want to write it yourself, do it now: `soft_prompt_logits(base, rows, idx)` in `lessons/exercises/lesson3.py`, checked with `pytest -m ex3_1 --learner` from the repository root; then come back and compare.
-
-# %%
-print(inspect.getsource(SoftPromptEmbedding))
-print(inspect.getsource(SoftPromptGPT.forward))
-
-# %% [markdown]
-# Read `forward` from top to bottom:
+#
+# What `SoftPromptGPT.forward` does, from top to bottom:
 #
 # 1. the token ids (B, T) become token embeddings (B, T, C) through the frozen table `base.wte`;
 # 2. the prompt, one (P, C) matrix, is repeated for every row of the batch and put in front:
@@ -109,7 +89,10 @@ print(inspect.getsource(SoftPromptGPT.forward))
 # 4. the first P rows of logits belong to the prompt, not to any token, and are dropped. The
 #    caller gets one row of logits per real token, exactly as from the base alone.
 #
-# Here are the shapes for a batch of two inputs of the bare reversal task.
+# Writing it is **exercise 3.1**, `soft_prompt_logits(base, rows, idx)` in `lessons/exercises/lesson3.py`
+# (check it with `pytest -m ex3_1 --learner` from the repository root; once it passes, `solution("3.1")`
+# prints the library's code to compare). Here are the shapes for a batch of two inputs of the bare
+# reversal task.
 
 # %%
 P = 10  # prompt rows, as everywhere in these lessons
@@ -151,8 +134,8 @@ out = as_soft.generate(x_ids, max_new_tokens=12, top_k=1, stop_id=tok.eos_id)
 print(f"greedy answer to 'drawer' with these rows in front: {tok.decode(out[0, x_ids.size(1):].tolist())!r}")
 
 # %% [markdown]
-# The printed difference is zero, or at the level of float32 rounding: the two computations are the same. A soft
-# prompt can therefore do at least what any hard prompt of the same length does; training moves
+# The largest difference is 0.0e+00, exactly zero: the two computations are the same, and the greedy
+# answer is the reversal the instruction asks for. A soft prompt can therefore do at least what any hard prompt of the same length does; training moves
 # the rows away from the token table to places no text can reach.
 
 # %% [markdown]
@@ -194,15 +177,13 @@ print(f"the base's state_dict lists {len(base.state_dict())} tensors: the output
 
 # %% [markdown]
 # The optimizer is handed only the parameters that require a gradient (`make_optimizer` in
-# `train.py`), so the frozen weights could not move even if a gradient reached them. Backward
+# `minprefix/train.py`), so the frozen weights could not move even if a gradient reached them. Backward
 # still runs *through* the frozen blocks: the gradient with respect to the prompt rows has to
-# pass every layer above them.
-
-# %%
-print(inspect.getsource(minprefix.train.make_optimizer))
+# pass every layer above them. Writing that loop by hand is **exercise 3.3** (`train_soft_prompt`;
+# `solution("3.3")` prints the library's loop once yours passes).
 
 # %% [markdown]
-# ### The optimizer and its schedule
+# ## The optimizer and its schedule
 #
 # This is the first lesson that trains, so here is what every run in the lessons does with the
 # parameters it is handed. `make_optimizer` builds AdamW (Loshchilov & Hutter 2019). Adam keeps, for
@@ -219,8 +200,12 @@ print(inspect.getsource(minprefix.train.make_optimizer))
 # instead of jumping around a minimum.
 
 # %%
-print(inspect.getsource(minprefix.train.LoopConfig.lr_at))
+print(inspect.getsource(minprefix.train.LoopConfig.lr_at))  # not an exercise: the learning rate at each step
 soft_lr, full_lr = METHODS["soft"].lr, METHODS["full"].lr
+opt = minprefix.train.make_optimizer(soft.parameters(), soft_lr, weight_decay=0.0)
+n_opt = sum(p.numel() for group in opt.param_groups for p in group["params"])
+print(f"make_optimizer(soft.parameters(), ...): {type(opt).__name__} over {n_opt:,} numbers (the rows alone), "
+      f"betas {opt.defaults['betas']}")
 print(f"default learning rates: soft prompt {soft_lr:g}, full fine-tuning {full_lr:g}: {soft_lr / full_lr:,.0f} times")
 cfg = TuneConfig(method="soft", task="bare-reverse")
 fig, ax = plt.subplots(figsize=(7, 2.6))
@@ -303,7 +288,7 @@ for step, scores in ((step1, first), (step_last, last)):
 
 
 # %% [markdown]
-# Read the two printed lines together with the curves. At the soft prompt's default learning rate
+# At the soft prompt's default learning rate
 # (10, the best of `minprefix sweep` on a composed task over 800 steps), only the vocabulary start
 # has left 0 % after 5 steps, and after 40 it leads (81.5 %), the text start next (59.0 %), the
 # random start far behind (26.5 %). A learning rate this large moves each number by up to about 10
@@ -343,8 +328,8 @@ print(f"rows whose nearest character is still the one they started as: {kept} of
 
 
 # %% [markdown]
-# The count above says how many rows still point to the character they started from; the others
-# have turned towards other characters, and the cosine similarities themselves are modest.
+# Not one row (0 of 10) still has the character it started as for its nearest: every row has turned
+# towards other characters, and the cosine similarities themselves are modest.
 # Cosine similarity also ignores length. Distances tell how far the rows have actually travelled:
 # below, each row's distance to its nearest token, against the distance from a token to its
 # nearest other token (how tightly the table itself is packed), and the typical norms.
@@ -370,8 +355,8 @@ print(f"the text-init rows are, at the median, {ratio:.1f} times as far from the
 # %% [markdown]
 # Compare the rows' distances with the table's own spacing, and their norms with the tokens'
 # norms. The trained rows have grown a couple of hundred times longer than a typical token embedding and sit far
-# outside the cloud of tokens, some multiple of the table's spacing away from the nearest character (the last line
-# gives the ratio for the text-init prompt). "The nearest character" of a row is therefore a loose
+# outside the cloud of tokens, far from the nearest character (the text-init rows, at the median, 230.6
+# times as far as tokens are from each other). "The nearest character" of a row is therefore a loose
 # description: the row is not that character, nor close to any character. What
 # the model reads is the whole vector, position embedding added, through frozen blocks that were
 # never shown such inputs. The nearest-token reading is a hint about direction, not a translation of
@@ -407,14 +392,10 @@ fig = minprefix.lab.figures.plot_rows_among_tokens(W[chars], {f"init {i}": m.pro
 # run the batch once. `SoftPromptGPT.forward` already accepts such a per-row `prompt`; `PromptBank`
 # picks the rows by task name. Lester et al. (2021) point out this serving advantage: with
 # fine-tuning, each task would need its own copy of the model.
-
-# %% [markdown]
-# **Try exercise 3.2 first.** The next cell prints the library's own solution. If you want to write it yourself, do it now: `mixed_batch_logits(base, prompts, idx, tasks)` in `lessons/exercises/lesson3.py`, checked with `pytest -m ex3_2 --learner` from the repository root; then come back and compare.
-
-# %%
-print(inspect.getsource(PromptBank.forward))
-
-# %% [markdown]
+#
+# Picking each row's prompt and running the batch once is **exercise 3.2**, `mixed_batch_logits(base,
+# prompts, idx, tasks)` (`pytest -m ex3_2 --learner`; then `solution("3.2")`).
+#
 # We reuse the bare-reverse prompt trained from vocabulary init above and tune two more prompts,
 # for the bare uppercase and bare sort tasks (the input alone, no instruction; the base knows both
 # skills from its pretraining templates, but nothing in the bare input says which one is wanted).
@@ -452,7 +433,7 @@ for task in members:
 # wear its own prompt, and the cost of serving another task is one more (P, d) tensor.
 
 # %% [markdown]
-# ### Longer strings than any it saw
+# ## Longer strings than any it saw
 #
 # Every string these prompts trained on, and every string pretraining showed, has 4 to 7 letters.
 # The world holds back a `long` split of 8 to 10 letters (`examples(task, "long", n)`) for asking how
@@ -546,9 +527,9 @@ fig = minprefix.lab.figures.plot_curves(curves, None, INIT_STEPS, {"soft random"
                                         title=f"{N_TRAIN} training examples, one seed")
 
 # %% [markdown]
-# While it trains, the encoder is far bigger than the prompt it makes (compare the two printed
-# counts), yet what is kept is only the rows. In this one run `soft-mlp` ends above plain `soft`
-# started at random or from the vocabulary (the step-40 scores printed above: 92.5 % against 26.5 %
+# While it trains, the encoder is far bigger than the prompt it makes (395,648 trainable numbers
+# against the 1,280 it stores), yet what is kept is only the rows. In this one run `soft-mlp` ends above plain `soft`
+# started at random or from the vocabulary (at step 40: 92.5 % against 26.5 %
 # and 81.5 %), after a start about as quick as the vocabulary's (13.5 % at step 5 against 17.0 %),
 # in a setting (64 examples, 40 steps) far
 # from the one its default learning rate was chosen in; one seed on 200 dev examples is an
@@ -587,22 +568,10 @@ print(f"this notebook ran for {time.time() - t_start:.0f} s ({'quick' if QUICK e
 # ## Exercises
 #
 # The exercises are functions to fill in, in `lessons/exercises/lesson3.py`. Each docstring says
-# what to compute and which section above to reread. The cell below lists them from that file
-# (it only reads the file; it runs nothing in it).
+# what to compute and which section above to reread.
 
 # %%
-import ast
-
-def exercises(path):
-    tree = ast.parse(Path(path).read_text())
-    return [(f.name, ast.get_docstring(f)) for f in tree.body if isinstance(f, (ast.FunctionDef, ast.ClassDef))
-            and (ast.get_docstring(f) or "").startswith("Exercise")]
-
-for name, doc in exercises("exercises/lesson3.py"):
-    reread = doc[doc.index("Reread:"):].split("\n")[0] if "Reread:" in doc else ""
-    print(f"{doc.splitlines()[0]}\n    def {name}(...)    {reread}")
-n_all = sum(len(exercises(p)) for p in sorted(Path("exercises").glob("lesson*.py")))
-print(f"\nexercises in all the lessons: {n_all}")
+exercises(3)  # lists them from that file (it only reads the file; it runs nothing in it)
 
 # %% [markdown]
 # | exercise | function in `lessons/exercises/lesson3.py` | reread |

@@ -45,10 +45,7 @@
 # You should have done lesson 4 (prefix tuning): the prefix itself is taken as known here.
 
 # %%
-import importlib.metadata
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -61,6 +58,7 @@ import minprefix
 from minprefix.artifacts import load_prompt, read_artifact, save_prompt
 from minprefix.lab.figures import draw_reparam, plot_reparam, plot_row_steps
 from minprefix.lab.grid import results_in
+from minprefix.lab.lesson import setup, solution  # noqa: F401 (solution("5.1"): the library's answer, after yours)
 from minprefix.lab.reparam import (map_markdown, questions_markdown, load_results, row_steps, sensitivity_markdown,
                                    steps_text)
 from minprefix.methods import METHODS
@@ -71,15 +69,9 @@ from minprefix.world import answer_batch, examples, instruction
 
 # %matplotlib inline
 T0 = time.time()
-torch.set_num_threads(1)  # one thread per training run, as in the stored grids: the numbers do not depend on the cores
-QUICK = os.environ.get("MINPREFIX_QUICK") == "1"  # CI: a few steps per live run; every cell still runs
+base, tok, QUICK = setup()  # one thread per run, as in the stored grids; QUICK: live runs of a few steps, numbers mean nothing
 device = minprefix.pick_device()
-print(f"Python {platform.python_version()}, torch {torch.__version__}, "
-      f"minprefix {importlib.metadata.version('minprefix')}, device {device}")
-print("QUICK mode: the live runs are a few steps, their numbers mean nothing" if QUICK else "full mode")
-base, tok = minprefix.load_base()  # the shipped base, frozen, with its character tokenizer
 c = base.config
-print(f"base: {base.num_params():,} parameters, {c.n_layer} blocks, d_model {c.d_model}")
 stored = load_results()  # the grids, from figures/reparam.json
 S, lrs = stored["config"], stored["lrs"]
 budget = {m: stored["map"][f"{m}|{S['tasks'][0]}|{S['n_trains'][0]}"]["runs"][0]["config"]["steps"] for m in lrs}
@@ -126,7 +118,7 @@ show(draw_reparam(c, P))
 # **Exercise 5.1** asks you to write this module yourself, from the specification in its docstring:
 # `MLPPrefix` in `lessons/exercises/lesson5.py`, checked with `pytest -m ex5_1 --learner` from the
 # repository root. The library's own version is the class `MLPPrefix` in `minprefix/prompted.py`;
-# read it after your attempt. Here it is in use, on the shipped base:
+# `solution("5.1")` prints it, after your attempt. Here it is in use, on the shipped base:
 
 # %%
 model = METHODS["prefix-mlp"].build(base, P)  # the frozen base wearing a key/value prefix made by an MLP
@@ -347,8 +339,8 @@ display(Markdown(questions_markdown(stored, ["init"])))
 # After training the MLP has done its job: its output does not depend on the input, so the rows can
 # be computed once and kept as a `DirectPrefix`, and the MLP's weights can go. Lesson 3 did the same
 # for P-tuning's encoder; it is one method, `merge()`, for every method (**exercise 5.2**: write
-# `merge(model)` in `lessons/exercises/lesson5.py`, checked with `pytest -m ex5_2 --learner`; the
-# library's version is `PromptedGPT.merge` in `minprefix/prompted.py`).
+# `merge(model)` in `lessons/exercises/lesson5.py`, checked with `pytest -m ex5_2 --learner`; once
+# it passes, `solution("5.2")` prints the library's, `merge` in `minprefix/prefix.py`).
 #
 # Train one prefix through the MLP for a short while (100 steps: how well it scores does not matter
 # for this check), merge it, and check "same logits" on a dev batch, and what each form counts and
@@ -358,7 +350,7 @@ display(Markdown(questions_markdown(stored, ["init"])))
 task = "reverse-upper"
 cfg = TuneConfig(method="prefix-mlp", task=task, steps=10 if QUICK else 100, eval_every=50, n_dev=100,
                  lr=lrs["prefix-mlp"])
-trained, history = tune(base, tok, cfg, device=device, progress=False)
+trained, history = tune(base, tok, cfg, device=device, progress=True)
 merged = trained.merge()
 dev = examples(task, "dev", 100)
 idx, _ = answer_batch(tok, dev, device)

@@ -123,8 +123,8 @@ def load_prompt(path, base: GPT):
     try:
         kwargs = {"layers": info["layers"]} if "layers" in info else {}
         return wearer.from_rows(base, wearer.to_rows(tensors["prompt"].to(device, dtype)), **kwargs)
-    except (ValueError, RuntimeError) as e:
-        raise ValueError(f"{path}: {e}") from None
+    except (ValueError, RuntimeError, IndexError) as e:  # IndexError: a tensor of fewer dimensions than its layout
+        raise ValueError(f"{path}: {short(e)}") from None
 
 
 def load_into(model, path, base: GPT):

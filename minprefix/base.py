@@ -40,13 +40,15 @@ def load_model(path, device="cpu") -> GPT:
     if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
         raise ValueError(f"{path / 'config.json'}: its field 'config' is missing or not an object")
     try:  # saved before pad_id: pretrain made it, on the world
-        model = GPT(GPTConfig(**{"pad_id": Tokenizer().pad_id, **info["config"]}))
+        config = GPTConfig(**{"pad_id": Tokenizer().pad_id, **info["config"]})
+        with torch.device("meta"):  # the shapes alone: a config the file does not match allocates nothing
+            want = weight_shapes(GPT(config))
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path / 'config.json'}: field 'config': {short(e)}") from None
-    model.characters = tokenizer_characters(path / "config.json", info, model.config.vocab_size)
+    characters = tokenizer_characters(path / "config.json", info, config.vocab_size)
 
     def check(_, shapes):
-        wrong = mismatched(weight_shapes(model), shapes)
+        wrong = mismatched(want, shapes)
         if wrong:
             raise ValueError(f"{path / 'model.safetensors'}: its tensors are not this config's weights ({wrong})")
 
@@ -54,6 +56,8 @@ def load_model(path, device="cpu") -> GPT:
         _, state = read_tensors(path / "model.safetensors", check)
     except SafetensorError as e:
         raise ValueError(f"corrupt base model in {path}: {short(e)}") from None
+    model = GPT(config)
+    model.characters = characters
     model.load_state_dict(state, strict=False)  # every key checked above; lm_head.weight is wte's
     if info.get("fingerprint") not in (None, fingerprint(model)):
         raise ValueError(f"corrupt base model in {path}: weights do not match the recorded fingerprint")

@@ -53,8 +53,20 @@ class Checkpoint:
             raise ValueError(f"{self.path} holds the weights of another method "
                              f"({', '.join(sorted(ckpt['trainable'])[:3])}, ...); pass another `run_dir`, "
                              "or delete that one to start over")
+        mine = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        shaped = lambda v, p: isinstance(v, torch.Tensor) and v.shape == p.shape  # noqa: E731
+        try:
+            wrong = next((n for n, v in ckpt["trainable"].items() if not shaped(v, mine[n])), None)
+            if wrong is None:
+                opt.load_state_dict(ckpt["optimizer"])  # AdamW: moments of their weight's shape, a step count
+                wrong = next((f"the optimizer's {k} of {n}" for n, p in mine.items() for k, v in opt.state[p].items()
+                              if (v.dim() != 0 if k == "step" else not shaped(v, p))), None)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
+            wrong = f"its optimizer state ({short(e)})"
+        if wrong is not None:
+            raise ValueError(f"{self.path} is damaged or of another model: {wrong} does not fit this run; delete "
+                             "it to start over (best.safetensors, if any, is kept)")
         model.load_state_dict(ckpt["trainable"], strict=False)
-        opt.load_state_dict(ckpt["optimizer"])
         state.update(ckpt["state"])
         return ckpt["step"]
 

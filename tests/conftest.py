@@ -1,3 +1,8 @@
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 import torch
 from helpers import TOK, tiny_base  # tests/ is on sys.path: see helpers.py
@@ -22,6 +27,19 @@ def base():
 def idx():
     """Three rows of seven token ids (the special ids 0 and 1 left out), the same every time."""
     return torch.randint(2, TOK.vocab_size, (3, 7), generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory):
+    """The course website, built once with the README's command: (folder, what Sphinx warned)."""
+    pytest.importorskip("myst_nb", reason="the website tests need the site extra: pip install -e .[site]")
+    out = tmp_path_factory.mktemp("site") / "_site"
+    start = time.perf_counter()
+    run = subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-c", "docs", "-q", ".", str(out)],
+                         cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    print(f"site built in {time.perf_counter() - start:.0f} s")
+    return out, run.stderr
 
 
 def pytest_addoption(parser):

@@ -42,10 +42,10 @@ def test_committed_notebook_was_run_once_in_order(path):
         "the first cell says what the lesson teaches and how long it takes"
 
 
-def printed_text(nb) -> str:
-    """Everything the code cells of a notebook printed or displayed, as one string."""
+def printed_text(cells) -> str:
+    """Everything the code cells among `cells` printed or displayed, as one string."""
     parts = []
-    for cell in nb.cells:
+    for cell in cells:
         for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
             if out.output_type == "stream":
                 parts.append(out.text)
@@ -76,12 +76,48 @@ def test_every_percentage_count_and_rate_the_prose_states_is_one_a_cell_printed(
     """The markdown says what the printed numbers mean and quotes them: a rerun that moves a number
     and leaves the prose behind fails here (a number from elsewhere must be printed where it is quoted)."""
     nb = nbformat.read(path, as_version=4)
-    printed, prose = printed_text(nb), results_prose(nb)
+    printed, prose = printed_text(nb.cells), results_prose(nb)
     for kind, pattern in QUOTED.items():
         quoted = {m.group(1) for m in re.finditer(pattern, prose)}
         missing = sorted(q for q in quoted if not re.search(rf"(?<![\d.]){re.escape(q)}(?![\d])", printed))
         assert not missing, f"{path.name} quotes the {kind}(s) {', '.join(missing)}, which no cell printed: rerun " \
                             "it and rewrite the prose from its outputs"
+
+
+def before_exercises(nb) -> list:
+    """The cells before the lesson's "## Exercises" heading (all of them if it has none)."""
+    heading = [i for i, c in enumerate(nb.cells)
+               if c.cell_type == "markdown" and re.search(r"^#+ Exercises", c.source, re.M)]
+    return nb.cells[: heading[0]] if heading else nb.cells
+
+
+def lines(text: str) -> str:
+    return "\n".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def test_every_exercise_has_its_solution_to_show():
+    """solution(n) knows every exercise the checks know (tests/exercise_checks.py's REFERENCE), and only those."""
+    from exercise_checks import REFERENCE
+    from minprefix.lab.lesson import SOLUTIONS, source
+
+    assert sorted(SOLUTIONS) == sorted(name[2:].replace("_", ".") for name in REFERENCE)
+    assert all(source(name) for names in SOLUTIONS.values() for name in names)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_reference_solution_is_printed_before_the_exercises(path):
+    """A learner reading top to bottom meets no exercise's answer before being asked to write it: no output
+    before the Exercises heading holds three consecutive lines of any reference solution (`solution(n)` in
+    minprefix.lab.lesson prints one on demand)."""
+    from minprefix.lab.lesson import SOLUTIONS, source
+
+    printed = lines(printed_text(before_exercises(nbformat.read(path, as_version=4))))
+    for exercise, names in SOLUTIONS.items():
+        for name in names:
+            code = lines(source(name)).split("\n")
+            shown = [code[i : i + 3] for i in range(len(code) - 2) if "\n".join(code[i : i + 3]) in printed]
+            assert not shown, f"{path.name} prints the solution of exercise {exercise} ({name}) before its " \
+                              f"Exercises section, e.g. {shown[0]}: point to it, or leave it to solution({exercise!r})"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -1,9 +1,8 @@
 """The course website builds from the repository's own files, offline, and every page it links exists.
 
-Not in the default run: `pip install -e ".[site]"`, then `pytest -m site` (about three minutes on 2 busy cores)."""
+Needs the site extra (`pip install -e ".[site]"`, which the README's test command installs); without it these
+tests skip. `pytest -m site` runs only the website's tests."""
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,14 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.site
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    pytest.importorskip("myst_nb")
-    out = tmp_path_factory.mktemp("site")
-    run = subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-c", "docs", "-q", ".", str(out)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return out, run.stderr
+@pytest.fixture
+def site(built_site):  # built once for this file and the browser's (conftest.py)
+    return built_site
 
 
 def test_every_lesson_has_a_page_with_its_outputs_and_typeset_math(site):
@@ -28,7 +22,7 @@ def test_every_lesson_has_a_page_with_its_outputs_and_typeset_math(site):
     for notebook in sorted((ROOT / "lessons").glob("[0-9][0-9]_*.ipynb")):
         page = (out / "lessons" / f"{notebook.stem}.html").read_text()
         assert "cell_output" in page, f"{notebook.name}: no outputs on its page"
-        assert "IProgress" not in page, f"{notebook.name}: progress-bar residue on its page"
+        assert "update jupyter and ipywidgets" not in page, f"{notebook.name}: tqdm's IProgress warning on its page"
     math = "".join(p.read_text() for p in (out / "lessons").glob("*.html"))
     assert 'class="math' in math, "no formula reached MathJax"
 

@@ -8,4 +8,6 @@
 - `bench`: speed and memory of tuning against full fine-tuning and PEFT, as ratios from one run
 - `figures`: every figure of the README and the lessons, drawn by code
 - `demo`: every kind of prompt on the shipped base, side by side
+- `lesson`: what every lesson does first (`setup`), its exercise list, and `solution(n)`, which prints an
+  exercise's reference only when a learner asks
 """

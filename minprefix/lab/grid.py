@@ -76,7 +76,10 @@ def load_committed(name: str, path=None, base: str | None = None) -> dict:
                                 "(resumable; its --help says how long it takes)")
     data = read_results(path, name) if name in SCHEMAS else read_json(path, f"{name} results file")
     base = base or json.loads((SHIPPED_DIR / "config.json").read_text())["fingerprint"]
-    other = sorted({base_of(r) for r in results_in(data)} - {base})
+    try:
+        other = sorted({str(base_of(r)) for r in results_in(data)} - {base})
+    except RecursionError:
+        raise ValueError(f"{path}: nested too deep to be a {name} results file") from None
     if other:
         warnings.warn(f"{path} holds runs measured on base {', '.join(other)}, not on base {base}: its numbers are "
                       f"that base's until `minprefix {name}` reruns them on this one", stacklevel=2)
