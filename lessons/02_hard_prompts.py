@@ -311,7 +311,7 @@ print(f"dev, after:  {percent(after['exact_match'], after['n']):>7s}  answer los
 from minprefix import count_trainable
 from minprefix.lab.figures import plot_curves
 from minprefix.scoring import score
-from minprefix.train import TuneConfig, tune
+from minprefix.tune import TuneConfig, tune
 
 t = time.perf_counter()
 cfg = TuneConfig(method="soft", task="bare-reverse", steps=SOFT_STEPS, prompt_len=n_fill)

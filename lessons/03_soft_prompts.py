@@ -32,7 +32,7 @@
 # - trace the shapes through a soft-prompted forward pass and say which positions the prompt and the tokens take;
 # - count the numbers a soft prompt holds, on the shipped base and on GPT-2 medium;
 # - check that tuning leaves the base bit for bit as it was;
-# - tune a soft prompt with `minprefix.train.tune`, from random, vocabulary or text initialization;
+# - tune a soft prompt with `minprefix.tune.tune`, from random, vocabulary or text initialization;
 # - read a trained prompt through its nearest tokens, and say why that reading is only a hint;
 # - run one batch in which every row wears the prompt of its own task;
 # - score a tuned prompt on inputs longer than any it saw, and say what the drop does and does not show;
@@ -60,7 +60,7 @@ from minprefix.methods import METHODS, count_table
 from minprefix.params import gpt2_config, ptuning_params
 from minprefix.prompted import MLP_HIDDEN, PTuningEncoder
 from minprefix.scoring import percent, score
-from minprefix.train import TuneConfig, tune
+from minprefix.tune import TuneConfig, tune
 from minprefix.world import examples
 
 t_start = time.time()
@@ -502,7 +502,7 @@ d, h = base.config.d_model, MLP_HIDDEN
 parts = {f"E {P}x{d}": P * d, f"Linear({d}, {h})": d * h + h, f"Linear({h}, {h})": h * h + h,
          f"Linear({h}, {d})": h * d + d}  # weights and biases of each layer
 formula = sum(parts.values())  # P*d + d*h + h + h*h + h + h*d + d
-print(f"soft-mlp: rows made by {type(mlp_model.rows).__name__}; it trains {count_trainable(mlp_model):,} numbers:")
+print(f"soft-mlp: rows made by {type(mlp_model.row_maker).__name__}; it trains {count_trainable(mlp_model):,} numbers:")
 print("  " + ", ".join(f"{name} {n:,}" for name, n in parts.items()) + f"; sum {formula:,} "
       f"(params.ptuning_params: {ptuning_params(P, d, h):,}; count_table: "
       f"{next(r for r in count_table(base.config, P) if r['method'] == 'soft-mlp')['trainable']:,})")

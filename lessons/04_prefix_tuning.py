@@ -32,7 +32,7 @@
 # - turn a soft prompt into a block-input prefix, and a block-input prefix into a key/value prefix, with the same logits;
 # - build the key/value prefix of a real text, and explain why it equals writing the text in front;
 # - count a prefix's numbers by hand, and tell what trains from what is stored when an MLP makes the prefix;
-# - tune a prefix, directly or through the MLP, with `minprefix.train.tune`.
+# - tune a prefix, directly or through the MLP, with `minprefix.tune.tune`.
 #
 # **Run time:** about two minutes on 2 CPU cores, 120 s in the committed run (the last
 # cell before the exercises prints how long this run took). With `MINPREFIX_QUICK=1` in the
@@ -55,7 +55,7 @@ from minprefix.prefix import base_kv, prefix_attention_share
 from minprefix.prompted import MLP_HIDDEN
 from minprefix.lab.sweep import SweepConfig
 from minprefix.scoring import percent, score
-from minprefix.train import TuneConfig, tune
+from minprefix.tune import TuneConfig, tune
 from minprefix.world import answer_batch, examples
 
 t_start = time.time()

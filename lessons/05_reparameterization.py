@@ -64,7 +64,7 @@ from minprefix.lab.reparam import (map_markdown, questions_markdown, load_result
 from minprefix.methods import METHODS
 from minprefix.params import count_stored, count_trainable
 from minprefix.scoring import percent, score
-from minprefix.train import TuneConfig, tune
+from minprefix.tune import TuneConfig, tune
 from minprefix.world import answer_batch, examples, instruction
 
 # %matplotlib inline
@@ -122,8 +122,8 @@ show(draw_reparam(c, P))
 
 # %%
 model = METHODS["prefix-mlp"].build(base, P)  # the frozen base wearing a key/value prefix made by an MLP
-print(f"P' = model.rows.input: {tuple(model.rows.input.shape)}  (P, k), k = d_model = {c.d_model}")
-for name, p in model.rows.mlp.named_parameters():
+print(f"P' = model.row_maker.input: {tuple(model.row_maker.input.shape)}  (P, k), k = d_model = {c.d_model}")
+for name, p in model.row_maker.mlp.named_parameters():
     print(f"  mlp.{name:9s} {str(tuple(p.shape)):12s} {p.numel():>9,} numbers")
 print(f"rows = MLP(P'): {tuple(model.rows().shape)}  (P, 2 * n_layer * d_model) = ({P}, 2 * {c.n_layer} * {c.d_model})")
 print(f"as the blocks read them: {tuple(model.prompt().shape)}  (n_layer, key|value, n_head, P, head_dim)")
@@ -356,7 +356,7 @@ dev = examples(task, "dev", 100)
 idx, _ = answer_batch(tok, dev, device)
 with torch.no_grad():
     diff = (trained(idx)[0] - merged(idx)[0]).abs().max().item()
-print(f"rows made by {type(trained.rows).__name__}; after merge by {type(merged.rows).__name__}; same base: {merged.base is trained.base}")
+print(f"rows made by {type(trained.row_maker).__name__}; after merge by {type(merged.row_maker).__name__}; same base: {merged.base is trained.base}")
 print(f"largest logit difference over {idx.numel():,} positions: {diff:.2e}")
 print(f"dev exact match: unmerged {percent(score(trained, tok, dev)['exact_match'], len(dev))}, "
       f"merged {percent(score(merged, tok, dev)['exact_match'], len(dev))}")
@@ -378,7 +378,7 @@ with tempfile.TemporaryDirectory() as d:
     loaded = load_prompt(path, base)
 n_saved = sum(t.numel() for t in tensors.values())
 print(f"{size:,} bytes on disk: {n_saved:,} numbers x 4 bytes = {4 * n_saved:,}, the rest is the JSON header")
-print(f"method recorded: {info['method']!r}; loaded back as {type(loaded.rows).__name__}")
+print(f"method recorded: {info['method']!r}; loaded back as {type(loaded.row_maker).__name__}")
 print(f"left out: P' and the MLP, {count_trainable(trained) - n_saved:,} numbers")
 print(f"\nthis notebook ran in {time.time() - T0:.0f} s")
 

@@ -60,7 +60,7 @@ from minprefix.lab.lesson import setup, solution  # noqa: F401 (solution("6.1"):
 from minprefix.lab.sweep import converged
 from minprefix.methods import METHODS
 from minprefix.scoring import percent, score, table, wilson_interval
-from minprefix.train import TuneConfig
+from minprefix.tune import TuneConfig
 from minprefix.world import NEW_SKILL_TASKS, copy_baseline, examples
 
 # %matplotlib inline

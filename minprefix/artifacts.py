@@ -5,16 +5,13 @@ onto another base, or a damaged file, is a clear error instead of silently wrong
 """
 
 import copy
-import hashlib
-import json
 import math
 from dataclasses import asdict
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors import SafetensorError
 
-from .files import atomic_save, parse_json, regular_file, short
+from .files import fingerprint, mismatched, read_tensors, regular_file, short, weight_shapes, write_tensors
 from .methods import method_named, method_of
 from .model import GPT
 from .prefix import LAYERS
@@ -23,71 +20,12 @@ from .prompted import DirectPrefix
 FORMAT = "minprefix-artifact-1"
 
 
-def tensor_checksum(tensors: dict[str, torch.Tensor], header: dict | None = None) -> str:
-    """SHA-256 of the JSON header (if given) and every tensor's name, dtype, shape and bytes, in name order:
-    one flipped byte anywhere changes it."""
-    h = hashlib.sha256()
-    if header is not None:
-        h.update(json.dumps(header, sort_keys=True).encode() + b"\n")
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        h.update(f"{name} {t.dtype} {tuple(t.shape)}\n".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def write_tensors(tensors: dict[str, torch.Tensor], info: dict, path):
-    """One safetensors file: the tensors, and `info` plus a checksum of it and of them as JSON in its header,
-    written atomically."""
-    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    info = json.loads(json.dumps({**info, "covers": "header"}))  # as it will be read back: the checksum covers it
-    info["sha256"] = tensor_checksum(tensors, info)
-    atomic_save(tensors, path, lambda t, p: save_file(t, str(p), metadata={"minprefix": json.dumps(info)}))
-
-
-FLOATING = ("F16", "BF16", "F32", "F64")  # safetensors' names of the dtypes a weight may have
-
-
-def read_tensors(path, check=None) -> tuple[dict, dict[str, torch.Tensor]]:
-    """(info, tensors) of a file written by `write_tensors` (info {} if it has none), on the CPU; every tensor
-    floating. check(info, shapes), if given, runs on the header alone, before any tensor is read (a file that
-    declares a huge tensor is refused without reading it). SafetensorError or OSError if the file cannot be
-    read, a ValueError naming the file and the field for the rest."""
-    with safe_open(str(regular_file(path)), framework="pt") as f:
-        info = parse_json((f.metadata() or {}).get("minprefix", "{}"), f"{path}: its metadata")
-        if not isinstance(info, dict):
-            raise ValueError(f"{path}: its metadata is a {type(info).__name__}, not a JSON object")
-        slices = {k: f.get_slice(k) for k in f.keys()}
-        wrong = {k: s.get_dtype() for k, s in slices.items() if s.get_dtype() not in FLOATING}
-        if wrong:
-            name, dtype = next(iter(wrong.items()))
-            raise ValueError(f"{path}: tensor {name!r} is {dtype}, not a floating dtype: weights are numbers with "
-                             "fractions, so the file is damaged or was not written by minprefix")
-        if check is not None:
-            check(info, {k: list(s.get_shape()) for k, s in slices.items()})
-        tensors = {k: f.get_tensor(k) for k in slices}
-    header = {k: v for k, v in info.items() if k != "sha256"} if info.get("covers") == "header" else None
-    if "sha256" in info and info["sha256"] != tensor_checksum(tensors, header):  # files from before have none
-        raise ValueError(f"{path}: tensor data{' or header' * bool(header)} does not match its checksum: "
-                         "the file is damaged")
-    return info, tensors
-
-
-def fingerprint(model: GPT) -> str:
-    """Short SHA-256 of the config and every weight: artifacts record it to name their base."""
-    config = {k: v for k, v in asdict(model.config).items() if k != "pad_id"}  # names a token, changes no number:
-    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())  # bases from before the field keep their name
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def stored_tensors(model) -> dict[str, torch.Tensor]:
-    """What an artifact keeps: the merged prompt (no MLP), or every weight for full fine-tuning."""
+    """What an artifact keeps: the prompt the rows make (the merged form: no network), or every weight for full
+    fine-tuning."""
     if method_of(model).trains_base:
         return {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
-    return {"prompt": model.merge().prompt()}
+    return {"prompt": model.prompt().detach()}  # what merge() would hold, without building the merged model
 
 
 def save_prompt(model, path, base: GPT, meta: dict | None = None):
@@ -173,21 +111,10 @@ def check_base(path, info: dict, shapes: dict[str, list[int]], base: GPT):
                          "x block_size x d_model numbers): the file is damaged")
 
 
-def weight_shapes(model: GPT) -> dict[str, list[int]]:
-    """The shape of every weight a file stores for `model` (lm_head.weight is the token table, not stored)."""
-    return {k: list(v.shape) for k, v in model.state_dict().items() if k != "lm_head.weight"}
-
-
-def mismatched(want: dict, shapes: dict) -> str:
-    """The first few names in which two {name: shape} differ, said as such ('' if none): loading is strict."""
-    wrong = sorted(set(want) ^ set(shapes)) or sorted(k for k in want if want[k] != shapes[k])
-    return (", ".join(map(repr, wrong[:3])) + " missing, unexpected or of another shape") if wrong else ""
-
-
 def load_prompt(path, base: GPT):
     """The tuned model saved at `path`, worn by `base` (which must be the base it was tuned on)."""
     info, tensors = read_artifact(path, base)
-    wearer = method_named(info["method"]).model  # an old name is read under its new one
+    wearer = method_named(info["method"]).model
     device, dtype = base.wte.weight.device, base.wte.weight.dtype
     if wearer is None:
         model = copy.deepcopy(base)
@@ -204,11 +131,11 @@ def load_into(model, path, base: GPT):
     """Continue training `model` from the artifact at `path`: same kind of rows, same length, direct."""
     loaded = load_prompt(path, base)
     want, got = method_of(model).name, method_of(loaded).name
-    if hasattr(model, "rows") and not isinstance(model.rows, DirectPrefix):
+    if hasattr(model, "row_maker") and not isinstance(model.row_maker, DirectPrefix):
         raise ValueError(f"{path} holds merged rows, without the MLP: continue with {want}, the direct method")
     if got != want:
         raise ValueError(f"{path} holds a {got} artifact; this run trains {want}")
     if not method_of(model).trains_base and loaded.prompt().shape != model.prompt().shape:
         raise ValueError(f"{path} holds a prompt of shape {tuple(loaded.prompt().shape)}, "
-                         f"this run wants {tuple(model.prompt().shape)}: match --prompt-len")
+                         f"this run wants {tuple(model.prompt().shape)}: match `prompt_len`")
     model.load_state_dict(loaded.state_dict())

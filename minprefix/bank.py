@@ -35,8 +35,8 @@ class PromptBank(nn.Module, Generator):
             if m.prompt().shape != first.prompt().shape:
                 raise ValueError(f"member {name!r} has prompt shape {tuple(m.prompt().shape)}, "
                                  f"the others {tuple(first.prompt().shape)}; pad or retrain to one length")
-        self.base = first.base  # registered once; each member's rows are registered under `rows`
-        self.rows = nn.ModuleDict({name: m.rows for name, m in members.items()})
+        self.base = first.base  # registered once; each member's row maker is registered under `row_makers`
+        self.row_makers = nn.ModuleDict({name: m.row_maker for name, m in members.items()})
         self.members = dict(members)  # plain dict: registering the members would register the base again
 
     @property
@@ -47,8 +47,9 @@ class PromptBank(nn.Module, Generator):
     def config(self):
         return self.base.config
 
-    def prompt_rows(self) -> int:
-        return self.first.prompt_rows()
+    @property
+    def prompt_len(self) -> int:
+        return self.first.prompt_len
 
     def forward(self, idx, targets=None, cache: KVCache | None = None, tasks=None):
         if tasks is None or len(tasks) != idx.size(0):
@@ -84,7 +85,7 @@ def ensemble_generate(bank: PromptBank, names: list[str], idx, max_new_tokens: i
         return torch.tensor(winners, device=idx.device)
     if combine != "mean":
         raise ValueError(f"unknown combine {combine!r}; choose mean or vote")
-    check_ids(idx, bank.config, extra=bank.prompt_rows() + max_new_tokens)
+    check_ids(idx, bank.config, extra=bank.prompt_len + max_new_tokens)
     cache = KVCache(bank.config.n_layer)
     logits, _ = bank(rows, cache=cache, tasks=tasks)
     done = torch.zeros(B, dtype=torch.bool, device=idx.device)

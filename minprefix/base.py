@@ -1,65 +1,23 @@
-"""The shipped base model: how it is pretrained, saved, fingerprinted and loaded.
+"""The shipped base model: how it is saved and loaded (pretrain.py makes it).
 
-`minprefix pretrain` trains a GPT on the tiny world (loss on the whole text) with the one
-training loop of train.py, so an interrupted run resumes where it stopped and ends with the
-same weights.
-The result ships inside the package (`minprefix/weights/`), so `load_base()` is instant.
+The base ships inside the package (`minprefix/weights/`), so `load_base()` is instant; a
+missing, corrupt or mismatched file is a clear error, found before the weights are read.
 """
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from .artifacts import fingerprint, mismatched, read_tensors, weight_shapes
-from .files import atomic_save, atomic_write_text, read_json, short
-from .config import arg
+from .files import (atomic_save, atomic_write_text, fingerprint, mismatched, read_json, read_tensors, short,
+                    weight_shapes)
 from .model import GPT, GPTConfig, is_device_name
-from .train import LoopConfig, Run, optimize
-from .world import CHARACTERS, SPECIAL_TOKENS, Tokenizer, pretrain_batch
+from .world import CHARACTERS, SPECIAL_TOKENS, Tokenizer
 
 SHIPPED_DIR = Path(__file__).parent / "weights"
-
-
-@dataclass
-class PretrainConfig(LoopConfig):
-    steps: int = arg(7200, "optimizer steps (13 to 17 minutes on 2 CPU cores)", low=1)
-    batch_size: int = arg(16, "packed rows of 128 characters per step", low=1, high=4096)
-    lr: float = arg(5e-3, "peak learning rate, reached after warmup", above=0, high=1e38)  # float32 max: 3.4e38
-    warmup: int = arg(100, "steps of linear warmup", low=0)
-    weight_decay: float = arg(0.1, "AdamW weight decay on matrices (not biases or norms)", low=0.0)
-    checkpoint_every: int = arg(100, "steps between atomic checkpoints", low=1)
-    # how often each task is drawn: the lexicon and sorting, the hardest, most
-    task_weights: dict = field(
-        default_factory=lambda: {"translate": 2.5, "reverse": 1.5, "uppercase": 1.25, "sort": 2.0, "devowel": 1.25}
-    )
-    model: GPTConfig = field(default_factory=GPTConfig)
-
-
-def pretrain(cfg: PretrainConfig, run_dir, device="cpu", progress=True, on_step=None) -> GPT:
-    """Pretrain a base on the tiny world (loss on every character), resuming from run_dir if it can.
-
-    on_step(step, loss) is called after every step (tests use it to interrupt a run).
-    """
-    tok = Tokenizer()
-    if cfg.model.vocab_size != tok.vocab_size:
-        raise ValueError(f"model vocab_size {cfg.model.vocab_size} != tokenizer's {tok.vocab_size}")
-    torch.manual_seed(cfg.seed)
-    model = GPT(replace(cfg.model, pad_id=tok.pad_id)).to(device)  # the base knows its tokenizer's pad
-    model.characters = tok.characters  # and its characters, saved with it
-
-    def next_batch(rng):  # rows of examples packed back to back, tasks drawn by their weights
-        return pretrain_batch(tok, rng, cfg.batch_size, cfg.model.block_size, cfg.task_weights, device)
-
-    optimize(model, cfg, Run(cfg.lr, next_batch, cfg.checkpoint_every, run_dir, device, desc="pretrain",
-                             progress=progress, on_step=on_step))
-    return model.eval()
-
-
-# ---------------------------------------------------------------------------- saving, loading
 
 
 def save_base(model: GPT, out_dir, meta: dict | None = None):

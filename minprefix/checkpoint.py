@@ -18,9 +18,7 @@ import torch
 from safetensors import SafetensorError
 
 from . import distributed
-from .artifacts import read_tensors, write_tensors
-from .config import flag
-from .files import remove_stale_temporaries, short
+from .files import read_tensors, remove_stale_temporaries, short, write_tensors
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
@@ -42,10 +40,6 @@ class Checkpoint:
         if self.path is None:
             return 0
         if not self.path.exists():
-            old = self.path.with_name("checkpoint.pt")
-            if old.exists():  # an older minprefix's pickle: never unpickled, never silently ignored
-                raise ValueError(f"{old} is a checkpoint of an older minprefix; delete it to start over "
-                                 "(best.safetensors, if any, is kept)")
             return 0
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         # the weights, AdamW's two moments, a copy of the best weights, and small change: a header that declares
@@ -54,10 +48,10 @@ class Checkpoint:
         differ = differences(ckpt["config"], ckpt["depends"], self.config, self.depends)
         if differ:
             raise ValueError(f"{self.path} was written by another configuration: {'; '.join(differ)}. "
-                             "Run with the same ones, pass another --run-dir, or delete that one to start over")
+                             "Run with the same ones, pass another `run_dir`, or delete that one to start over")
         if set(ckpt["trainable"]) != set(trainable_state(model)):
             raise ValueError(f"{self.path} holds the weights of another method "
-                             f"({', '.join(sorted(ckpt['trainable'])[:3])}, ...); pass another --run-dir, "
+                             f"({', '.join(sorted(ckpt['trainable'])[:3])}, ...); pass another `run_dir`, "
                              "or delete that one to start over")
         mine = {n: p for n, p in model.named_parameters() if p.requires_grad}
         shaped = lambda v, p: isinstance(v, torch.Tensor) and v.shape == p.shape  # noqa: E731
@@ -137,21 +131,21 @@ def unpack(obj, tensors: dict):
     return obj
 
 
-HOW = {"compile"}  # how a step runs, not what it computes: a run resumes with or without it (older ones lack it)
+HOW = {"compile"}  # how a step runs, not what it computes: a run resumes with or without it
 
 
 def differences(old_config: dict, old_depends: dict, config: dict, depends: dict) -> list[str]:
-    """Each flag or input in which a checkpoint's run differs from this one, said in one phrase."""
+    """Each field or input in which a checkpoint's run differs from this one, said in one phrase."""
     def shown(v):  # None is "the default" (the method's lr, say), never the word None
         return "the default" if v is None else repr(v)
-    said = [f"{flag(k)} {shown(old_config.get(k))} (checkpoint) vs {shown(config.get(k))} (now)"
+    said = [f"`{k}` {shown(old_config.get(k))} (checkpoint) vs {shown(config.get(k))} (now)"
             for k in sorted((set(old_config) | set(config)) - HOW) if old_config.get(k) != config.get(k)]
     old, new = old_depends.get("base"), depends.get("base")
     if old != new:
-        said.append(f"--base: fingerprint {old} (checkpoint) vs {new} (now)")
+        said.append(f"`base`: fingerprint {old} (checkpoint) vs {new} (now)")
     old, new = old_depends.get("init_from"), depends.get("init_from")
     if old != new:
-        said.append("--init-from: " + ("added" if old is None else "removed" if new is None else
+        said.append("`init_from`: " + ("added" if old is None else "removed" if new is None else
                                        f"sha256 {old[:16]} (checkpoint) vs {new[:16]} (now)"))
     return said
 
@@ -184,7 +178,7 @@ def take_lock(path: Path) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as e:
-            raise ValueError(f"cannot take the run folder's lock {path}: {e.strerror}; pass another --run-dir "
+            raise ValueError(f"cannot take the run folder's lock {path}: {e.strerror}; pass another `run_dir` "
                              "(a writable folder)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -193,7 +187,7 @@ def take_lock(path: Path) -> int:
             os.close(fd)
             holder = holder if holder.isdigit() else "?"  # not yet written (or not a pid: never shown raw)
             raise ValueError(f"{path.parent} is in use by pid {holder} (its lock file is {path}); wait "
-                             "for that run to end, or pass another --run-dir") from None
+                             "for that run to end, or pass another `run_dir`") from None
         if same_file(fd, path):
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

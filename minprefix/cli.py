@@ -2,7 +2,8 @@
 figures.
 
 The flags of `pretrain` and `tune` are built from the fields of PretrainConfig and TuneConfig
-(their help text, defaults and ranges live there, once).
+(their help text, defaults and ranges live there, once). The lab (minprefix.lab) is imported
+only by its own commands: `minprefix tune` never loads it.
 """
 
 import argparse
@@ -23,26 +24,34 @@ import torch
 from tqdm import tqdm
 
 from . import distributed
-from .artifacts import fingerprint, load_prompt
-from .files import atomic_write_text, short
-from .base import SHIPPED_DIR, PretrainConfig, load_base, pretrain, save_base
-from .config import default_of, flag
+from .artifacts import load_prompt
+from .files import atomic_write_text, fingerprint, short
+from .base import SHIPPED_DIR, load_base, save_base
+from .config import default_of
 from .hard_prompt import SEARCH_START, score_templates, search_prompt
-from .lab.bench import BenchConfig, grid_throughput, print_grid_table, print_profile, print_table, run_bench
-from .lab.compare import QUICK, CompareConfig, run_compare
-from .lab.demo import DEMO_STEPS, run_demo
-from .lab.grid import adopt, read_results
-from .lab.figures import close, make_figures, plot_reparam, plot_sweep
-from .lab.reparam import QUICK as REPARAM_QUICK, ReparamConfig, reparam_markdown, run_reparam
-from .lab.report import write_report
-from .lab.sweep import QUICK as SWEEP_QUICK, SweepConfig, run_sweep, sweep_markdown
 from .methods import METHODS, count_markdown
 from .model import pick_device
 from .params import GPT2_FAMILY, gpt2_config
-from .prompted import MLP_HIDDEN
+from .pretrain import PretrainConfig, pretrain
+from .prompted import MLP_HIDDEN, PromptedGPT
 from .scoring import percent, score, table
-from .train import TuneConfig, best_of, tune
+from .tune import TuneConfig, best_of, tune
 from .world import BARE_TEMPLATE, DOWNSTREAM_TASKS, PRETRAIN_TASKS, TEMPLATES, copy_baseline, examples
+
+
+def flag(field: str) -> str:
+    """The flag that sets a config field: prompt_len -> --prompt-len."""
+    return "--" + field.replace("_", "-")
+
+
+FIELD_FLAGS = {"layers": "--prefix-layers"}  # Method.build's keyword for the field TuneConfig calls prefix_layers
+
+
+def say_flags(text: str, parser) -> str:
+    """A message of the core, which names fields (`prompt_len`), with each field said as the flag that sets it in
+    this command (--prompt-len); a field the command has no flag for keeps its name."""
+    flags = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings and a.dest != "help"}
+    return re.sub(r"`(\w+)`", lambda m: flags.get(m[1]) or FIELD_FLAGS.get(m[1]) or m[0], text)
 
 
 class Parser(argparse.ArgumentParser):
@@ -83,6 +92,7 @@ def add_config_flags(parser, config_cls, skip=()):
         kind = next(t for t in (bool, int, float, str) if f.type is t or t in get_args(f.type))
         default = default_of(f)
         help = f.metadata["help"] + ("" if default is None else f" (default: {default})")
+        help = re.sub(r"`(\w+)`", lambda m: flag(m[1]) if hasattr(config_cls, m[1]) else m[0], help)
         if kind is bool:
             parser.add_argument(flag(f.name), action="store_true", default=None, help=help)
         else:
@@ -153,9 +163,9 @@ def cmd_generate(args):
     if not args.prompt:
         raise ValueError("--prompt is empty: give at least one character to continue")
     idx = torch.tensor([tok.encode(args.prompt)], device=next(model.parameters()).device)
-    room = model.config.block_size - model.prompt_rows() - idx.size(1)
+    room = model.config.block_size - model.prompt_len - idx.size(1)
     if room <= 0:
-        raise ValueError(f"--prompt has {idx.size(1)} characters; with {model.prompt_rows()} prompt rows "
+        raise ValueError(f"--prompt has {idx.size(1)} characters; with {model.prompt_len} prompt rows "
                          f"it leaves no room in the context of {model.config.block_size} positions")
     torch.manual_seed(args.seed)
     out = model.generate(idx, min(args.max_new_tokens, room), temperature=args.temperature,
@@ -175,9 +185,7 @@ def cmd_info(args):
           f"positions {model.wpe.weight.numel():,}; the output head is tied to the token table)")
     print(f"fingerprint: {fingerprint(model)}\n")
     P, h = args.prompt_len, args.hidden or MLP_HIDDEN
-    if P >= model.config.block_size:  # counts for a prompt that cannot fit are numbers of nothing (and overflow)
-        raise ValueError(f"--prompt-len {P} leaves no room for tokens in the {where}'s context of "
-                         f"{model.config.block_size} positions: at most {model.config.block_size - 1}")
+    PromptedGPT.check_prompt_len(model.config, P)  # counts for a prompt that cannot fit are numbers of nothing
     print(f"methods on the {where} (P={P}, k=d_model, h={h}; stored = after merge, without the MLP):\n")
     print(count_markdown(model.config, P, h=h))
     for name in GPT2_FAMILY:
@@ -243,6 +251,8 @@ def cmd_search_prompt(args):
 
 
 def cmd_demo(args):
+    from .lab.demo import run_demo
+
     check_writable(args.figure, folder=False)
     base_and_tok, device = _base(args), pick_device(args.device)
     if args.threads_note and device == "cpu":
@@ -251,6 +261,9 @@ def cmd_demo(args):
 
 
 def cmd_compare(args):
+    from .lab.compare import QUICK, CompareConfig, run_compare
+    from .lab.report import write_report
+
     base, tok = _base(args)
     cfg = config_from(args, CompareConfig, **(QUICK if args.quick else {}))
     out = args.out or ("runs/compare-quick" if args.quick else "figures")
@@ -276,6 +289,9 @@ def compact(obj, digits: int = 5):
 
 def _grid_command(args, name, config_cls, quick, run, markdown, plot, runs_default):
     """sweep, reparam: run (or resume) a grid, write NAME.md, .json and .png, print the tables."""
+    from .lab.figures import close
+    from .lab.grid import adopt
+
     base, tok = _base(args)
     cfg = config_from(args, config_cls, **(quick if args.quick else {}))
     out = Path(args.out or (f"runs/{name}-quick" if args.quick else "figures"))
@@ -294,15 +310,23 @@ def _grid_command(args, name, config_cls, quick, run, markdown, plot, runs_defau
 
 
 def cmd_sweep(args):
+    from .lab.figures import plot_sweep
+    from .lab.sweep import QUICK as SWEEP_QUICK, SweepConfig, run_sweep, sweep_markdown
+
     _grid_command(args, "sweep", SweepConfig, SWEEP_QUICK, run_sweep, sweep_markdown, plot_sweep, "runs/sweep")
 
 
 def cmd_reparam(args):
+    from .lab.figures import plot_reparam
+    from .lab.reparam import QUICK as REPARAM_QUICK, ReparamConfig, reparam_markdown, run_reparam
+
     _grid_command(args, "reparam", ReparamConfig, REPARAM_QUICK, run_reparam, reparam_markdown, plot_reparam,
                   "runs/sweep")
 
 
 def cmd_bench(args):
+    from .lab.bench import BenchConfig, grid_throughput, print_grid_table, print_profile, print_table, run_bench
+
     if args.grid:
         rows = grid_throughput(*_base(args), device=pick_device(args.device))
         print(json.dumps(rows, indent=1)) if args.json else print_grid_table(rows)
@@ -322,6 +346,8 @@ def cmd_bench(args):
 def redraw(path, name, draw):
     """draw(the results file at path), whose top level `read_results` checks; a wrong field deeper down is one line
     naming the file too."""
+    from .lab.grid import read_results
+
     try:
         draw(read_results(path, name))
     except (KeyError, TypeError, IndexError, AttributeError, StopIteration) as e:
@@ -330,6 +356,10 @@ def redraw(path, name, draw):
 
 
 def cmd_figures(args):
+    from .lab.demo import run_demo
+    from .lab.figures import close, make_figures, plot_reparam, plot_sweep
+    from .lab.report import write_report
+
     check_writable(args.out, folder=True)
     base_and_tok = _base(args)
     for path in make_figures(args.out, base_and_tok[0].config):
@@ -360,7 +390,20 @@ def methods_epilog() -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
+LAB_COMMANDS = {  # name: (function, help, options of `command`); the lab's modules are loaded when one of them runs
+    "demo": (cmd_demo, "hard prompts, soft prompt, prefix and full fine-tuning, side by side", {}),
+    "compare": (cmd_compare, "the papers' claims, measured: every method, low data, prefix length, depth, init, a "
+                "new skill, ensembles (resumable)", {}),
+    "sweep": (cmd_sweep, "each method's learning rate, swept until the best is inside the range (resumable)", {}),
+    "reparam": (cmd_reparam, "lesson 5's grids: the MLP's stability, bottleneck, sharing and init (shares finished "
+                "runs with sweep) (resumable)", {}),
+    "bench": (cmd_bench, "speed and memory of tuning against full fine-tuning and PEFT, as ratios", {"base": False}),
+    "figures": (cmd_figures, "draw every figure of the README and the lessons (fixed seeds)", {}),
+}
+
+
+def build_parser(lab: bool = True) -> argparse.ArgumentParser:
+    """The whole command line; lab=False leaves out the flags of the lab's commands (and so the lab's imports)."""
     p = Parser(prog="minprefix", description="Prompt tuning from scratch on a small frozen GPT.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
@@ -374,8 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
         c.set_defaults(fn=fn)
         return c
 
-    for add in (base_commands, prompt_commands, lab_commands):
-        add(command)
+    base_commands(command)
+    prompt_commands(command)
+    lab_parsers = {name: command(name, fn, help, **kw) for name, (fn, help, kw) in LAB_COMMANDS.items()}
+    if lab:
+        lab_flags(lab_parsers)
+    p.commands = sub.choices  # name: the command's parser, whose flags say_flags reads
     return p
 
 
@@ -420,36 +467,36 @@ def prompt_commands(command):
     c.add_argument("--seed", type=at_least(0), default=0, help="seed of positions and batches (default: 0)")
 
 
-def lab_commands(command):
-    """demo, compare, bench, figures: the experiments of minprefix.lab."""
-    c = command("demo", cmd_demo, "hard prompts, soft prompt, prefix and full fine-tuning, side by side")
+def lab_flags(parsers: dict):
+    """The flags of demo, compare, sweep, reparam, bench and figures: the experiments of minprefix.lab."""
+    from .lab.bench import BenchConfig
+    from .lab.compare import CompareConfig
+    from .lab.demo import DEMO_STEPS
+    from .lab.reparam import ReparamConfig
+    from .lab.sweep import SweepConfig
+
+    c = parsers["demo"]
     c.add_argument("--steps", type=at_least(1), default=DEMO_STEPS, help=f"tuning steps per method (default: "
                    f"{DEMO_STEPS}, the sweep's)")
     c.add_argument("--figure", default="figures/demo.png", help="where the figure goes")
 
-    c = command("compare", cmd_compare, "the papers' claims, measured: every method, low data, prefix length, "
-                "depth, init, a new skill, ensembles (resumable)")
+    c = parsers["compare"]
     add_config_flags(c, CompareConfig)
     c.add_argument("--quick", action="store_true", help="a small grid, a few minutes on 2 cores (numbers mean little)")
     c.add_argument("--out", help="tables and figures go here (default: figures, or runs/compare-quick with --quick)")
     c.add_argument("--run-dir", help="finished runs are kept here (default: runs/compare or runs/compare-quick)")
 
-    for name, fn, config_cls, help, runs in (
-            ("sweep", cmd_sweep, SweepConfig, "each method's learning rate, swept until the best is inside the range",
-             "runs/sweep"),
-            ("reparam", cmd_reparam, ReparamConfig, "lesson 5's grids: the MLP's stability, bottleneck, sharing and "
-             "init (shares finished runs with sweep)", "runs/sweep")):
-        c = command(name, fn, help + " (resumable)")
+    for name, config_cls in (("sweep", SweepConfig), ("reparam", ReparamConfig)):
+        c = parsers[name]
         add_config_flags(c, config_cls)
         c.add_argument("--quick", action="store_true", help="a tiny grid that checks the machinery (numbers mean "
                        "nothing)")
         c.add_argument("--out", help=f"{name}.md, .json and .png go here (default: figures, or runs/{name}-quick)")
-        c.add_argument("--run-dir", help=f"finished runs are kept here (default: {runs}, or runs/{name}-quick)")
+        c.add_argument("--run-dir", help=f"finished runs are kept here (default: runs/sweep, or runs/{name}-quick)")
         c.add_argument("--from", dest="from_file", metavar="JSON", help=f"an earlier {name}.json (e.g. the committed "
                        f"figures/{name}.json): its runs count as finished, so only new cells train")
 
-    c = command("bench", cmd_bench, "speed and memory of tuning against full fine-tuning and PEFT, as ratios",
-                base=False)
+    c = parsers["bench"]
     add_config_flags(c, BenchConfig)
     c.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     c.add_argument("--no-peft", action="store_true", help="skip the rows against transformers + PEFT")
@@ -458,7 +505,7 @@ def lab_commands(command):
                    "setting of processes and threads (on the shipped base, or --base)")
     c.add_argument("--base", help="directory of a base model, for --grid (default: the shipped one)")
 
-    c = command("figures", cmd_figures, "draw every figure of the README and the lessons (fixed seeds)")
+    c = parsers["figures"]
     c.add_argument("--out", default="figures", help="the folder (default: figures)")
     c.add_argument("--skip-training", action="store_true", help="only the figures that need no training "
                    "(demo.png needs `minprefix demo`, about four minutes)")
@@ -505,18 +552,22 @@ def interrupt(signum, frame):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    name = f"minprefix {args.command}"
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)  # the command: the lab loads for its own only
+    parser = build_parser(lab=chosen in LAB_COMMANDS)
+    args = parser.parse_args(argv)
+    name, here = f"minprefix {args.command}", parser.commands[args.command]
     in_main_thread = threading.current_thread() is threading.main_thread()  # only there can signals be handled
     previous = signal.signal(signal.SIGTERM, interrupt) if in_main_thread else None  # `kill`, schedulers: as Ctrl-C
     threads = torch.get_num_threads()  # main() called in a process (a notebook, a test) gives it back as it was
     try:
         with warnings.catch_warnings():  # a warning is one line too
-            warnings.showwarning = lambda message, *_: print(f"{name}: warning: {message}", file=sys.stderr)
+            warnings.showwarning = lambda message, *_: print(f"{name}: warning: {say_flags(str(message), here)}",
+                                                             file=sys.stderr)
             args.threads_note = pick_threads(args.threads)
             args.fn(args)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
-        print(f"{name}: error: {e}", file=sys.stderr)
+        print(f"{name}: error: {say_flags(str(e), here)}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while exiting: no traceback from exit handlers

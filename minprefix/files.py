@@ -1,4 +1,5 @@
-"""Files read and written safely: atomic writes, regular files only, streamed hashes, JSON that names its file.
+"""Files read and written safely: atomic writes, regular files only, streamed hashes, JSON that names its file,
+and tensor files (safetensors with a checksummed JSON header) with the fingerprint that names a model.
 
 Every loader opens a path through `regular_file` first: a FIFO, a device (/dev/zero) or a folder
 would hang a reader or fill the memory, so it is refused before it is opened.
@@ -10,7 +11,12 @@ import os
 import re
 import stat
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 UMASK = os.umask(0o022)  # reading the umask means setting it: done once, at import, before any thread starts
 os.umask(UMASK)
@@ -117,3 +123,77 @@ def short(e: Exception) -> str:
     """An exception's message, cut to one line and escaped (text from a file never reaches the terminal raw)."""
     text = str(e) or type(e).__name__
     return repr(text[:200])[1:-1]
+
+
+# ---------------------------------------------------------------------------- tensor files
+
+
+def tensor_checksum(tensors: dict[str, torch.Tensor], header: dict | None = None) -> str:
+    """SHA-256 of the JSON header (if given) and every tensor's name, dtype, shape and bytes, in name order:
+    one flipped byte anywhere changes it."""
+    h = hashlib.sha256()
+    if header is not None:
+        h.update(json.dumps(header, sort_keys=True).encode() + b"\n")
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name} {t.dtype} {tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def write_tensors(tensors: dict[str, torch.Tensor], info: dict, path):
+    """One safetensors file: the tensors, and `info` plus a checksum of it and of them as JSON in its header,
+    written atomically."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    info = json.loads(json.dumps({**info, "covers": "header"}))  # as it will be read back: the checksum covers it
+    info["sha256"] = tensor_checksum(tensors, info)
+    atomic_save(tensors, path, lambda t, p: save_file(t, str(p), metadata={"minprefix": json.dumps(info)}))
+
+
+FLOATING = ("F16", "BF16", "F32", "F64")  # safetensors' names of the dtypes a weight may have
+
+
+def read_tensors(path, check=None) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(info, tensors) of a file written by `write_tensors` (info {} if it has none), on the CPU; every tensor
+    floating. check(info, shapes), if given, runs on the header alone, before any tensor is read (a file that
+    declares a huge tensor is refused without reading it). SafetensorError or OSError if the file cannot be
+    read, a ValueError naming the file and the field for the rest."""
+    with safe_open(str(regular_file(path)), framework="pt") as f:
+        info = parse_json((f.metadata() or {}).get("minprefix", "{}"), f"{path}: its metadata")
+        if not isinstance(info, dict):
+            raise ValueError(f"{path}: its metadata is a {type(info).__name__}, not a JSON object")
+        slices = {k: f.get_slice(k) for k in f.keys()}
+        wrong = {k: s.get_dtype() for k, s in slices.items() if s.get_dtype() not in FLOATING}
+        if wrong:
+            name, dtype = next(iter(wrong.items()))
+            raise ValueError(f"{path}: tensor {name!r} is {dtype}, not a floating dtype: weights are numbers with "
+                             "fractions, so the file is damaged or was not written by minprefix")
+        if check is not None:
+            check(info, {k: list(s.get_shape()) for k, s in slices.items()})
+        tensors = {k: f.get_tensor(k) for k in slices}
+    header = {k: v for k, v in info.items() if k != "sha256"} if info.get("covers") == "header" else None
+    if "sha256" in info and info["sha256"] != tensor_checksum(tensors, header):  # files from before have none
+        raise ValueError(f"{path}: tensor data{' or header' * bool(header)} does not match its checksum: "
+                         "the file is damaged")
+    return info, tensors
+
+
+def fingerprint(model) -> str:
+    """Short SHA-256 of the config and every weight: artifacts record it to name their base."""
+    config = {k: v for k, v in asdict(model.config).items() if k != "pad_id"}  # names a token, changes no number:
+    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())  # bases from before the field keep their name
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def weight_shapes(model) -> dict[str, list[int]]:
+    """The shape of every weight a file stores for `model` (lm_head.weight is the token table, not stored)."""
+    return {k: list(v.shape) for k, v in model.state_dict().items() if k != "lm_head.weight"}
+
+
+def mismatched(want: dict, shapes: dict) -> str:
+    """The first few names in which two {name: shape} differ, said as such ('' if none): loading is strict."""
+    wrong = sorted(set(want) ^ set(shapes)) or sorted(k for k in want if want[k] != shapes[k])
+    return (", ".join(map(repr, wrong[:3])) + " missing, unexpected or of another shape") if wrong else ""

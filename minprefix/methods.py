@@ -2,8 +2,8 @@
 
 Every other module (training, the command line, counting, saving, the demo, the lab) reads
 this table, so adding a method is adding a row. Names follow one scheme: a method whose rows
-are made by a network while training is its direct method's name plus "-mlp"; it is stored
-in its direct method's form (merged).
+are made by a network while training (its `reparam`: Li & Liang's MLP, or P-tuning's encoder)
+is its direct method's name plus "-mlp"; it is stored in its direct method's form (merged).
 """
 
 import copy
@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from .model import GPT, GPTConfig
 from .params import base_params, ptuning_params, reparam_params
 from .prefix import BlockInputPrefixGPT, PrefixGPT
-from .prompted import INITS, MLP_HIDDEN, PromptedGPT
+from .prompted import MLP_HIDDEN, PromptedGPT
 from .scoring import table
 from .soft_prompt import SoftPromptGPT
-
-RENAMED = {"prefix-direct": "prefix"}  # old name -> new name, for artifacts saved before the rename
 
 
 @dataclass(frozen=True)
@@ -46,12 +44,8 @@ class Method:
 
     @property
     def inits(self) -> tuple[str, ...]:
-        """The init values this method accepts, its default first."""
-        if self.trains_base:
-            return ()
-        if self.reparam:
-            return ("random", "zero")
-        return (self.model.default_init,) + tuple(i for i in INITS if i != self.model.default_init)
+        """The init values this method accepts, its default first (its wearer's: see PromptedGPT.inits)."""
+        return () if self.trains_base else self.model.inits(self.reparam)
 
     def trainable(self, config: GPTConfig, P: int, k: int | None = None, h: int = MLP_HIDDEN,
                   mlp_form: str = "shared") -> int:
@@ -68,42 +62,11 @@ class Method:
         """Numbers in the saved artifact: the rows alone (merged), or every weight."""
         return base_params(config) if self.trains_base else P * self.model.width(config)
 
-    def check_options(self, layers: str = "all", reparam_dim: int | None = None, hidden: int | None = None,
-                      mlp_form: str = "shared"):
-        """The options only some methods have: `layers` (prefixes), k and h (the networks), the MLP's form."""
-        if layers != "all" and not self.is_prefix:
-            raise ValueError(f"--prefix-layers {layers}: {self.name} has no rows at every block; use a prefix method")
-        for flag, value in (("--reparam-dim", reparam_dim), ("--hidden", hidden)):
-            if value is not None and not self.reparam:
-                networks = ", ".join(n for n, m in METHODS.items() if m.reparam)
-                raise ValueError(f"{flag} sets the network of {networks}; {self.name} has none")
-        if reparam_dim is not None and self.reparam == "ptuning":
-            raise ValueError(f"--reparam-dim: {self.name}'s P-tuning encoder has no P' width k "
-                             "(its table is as wide as the rows)")
-        if mlp_form != "shared" and self.reparam != "mlp":
-            mlps = ", ".join(n for n, m in METHODS.items() if m.reparam == "mlp")
-            raise ValueError(f"--mlp-form {mlp_form} is a form of Li & Liang's MLP ({mlps}); {self.name} has none")
-        if mlp_form.startswith("separate") and not self.model.keys_and_values:
-            raise ValueError(f"--mlp-form {mlp_form} makes keys and values with separate MLPs; {self.name} has no "
-                             "keys and values of its own: use prefix-mlp")
-
-    def check_size(self, config: GPTConfig, P: int, reparam_dim: int | None = None, hidden: int | None = None,
-                   mlp_form: str = "shared"):
-        """Refuse, before allocating, a P that leaves no room for tokens, or more than MAX_TRAINABLE numbers."""
-        if not self.trains_base and P >= config.block_size:
-            raise ValueError(f"--prompt-len {P} leaves no room for tokens in the base's context of "
-                             f"{config.block_size} positions: at most {config.block_size - 1}")
-        n = self.trainable(config, P, reparam_dim, hidden or MLP_HIDDEN, mlp_form)
-        if n > MAX_TRAINABLE:
-            raise ValueError(f"{self.name} would train {n:,} numbers ({4 * n / 2**30:,.0f} GiB in float32, about "
-                             f"4 times that with the gradient and AdamW's moments), over the cap of 2**31: "
-                             "lower --prompt-len, --reparam-dim or --hidden")
-
     def build(self, base: GPT, prompt_len: int, *, reparam_dim: int | None = None, hidden: int | None = None,
               init: str | None = None, init_ids: list[int] | None = None, seed: int = 0, layers: str = "all",
               mlp_form: str = "shared"):
         """The model to train: the frozen base wearing this method (full: a trainable copy of the base)."""
-        self.check_options(layers, reparam_dim, hidden, mlp_form)
+        self.check_options(layers, reparam_dim, hidden, mlp_form, init)
         self.check_size(base.config, prompt_len, reparam_dim, hidden, mlp_form)
         if self.trains_base:
             model = copy.deepcopy(base)
@@ -111,12 +74,33 @@ class Method:
                 p.requires_grad_(True)
             return model
         extra = {"layers": layers} if self.is_prefix else {}
-        if self.reparam:  # k defaults to d_model (Li & Liang's code); P-tuning's table is as wide as the rows
-            k = self.model.width(base.config) if self.reparam == "ptuning" else reparam_dim or base.config.d_model
-            extra.update(encoder=self.reparam, reparam_dim=k, hidden=hidden or MLP_HIDDEN)
-            if self.reparam == "mlp":
-                extra["mlp_form"] = mlp_form
-        return self.model(base, prompt_len, init=init, init_ids=init_ids, seed=seed, **extra)
+        return self.model(base, prompt_len, reparam=self.reparam, reparam_dim=reparam_dim, hidden=hidden, init=init,
+                          init_ids=init_ids, seed=seed, mlp_form=mlp_form, **extra)
+
+    # ------------------------------------------------------------ checks
+
+    def check_options(self, layers: str = "all", reparam_dim: int | None = None, hidden: int | None = None,
+                      mlp_form: str = "shared", init: str | None = None):
+        """Whether this method has these options: its wearer's check (`PromptedGPT.check_options`) with its network."""
+        if not self.trains_base:
+            return self.model.check_options(self.reparam, reparam_dim, hidden, init, mlp_form, layers)
+        given = [field for field, value, default in (("layers", layers, "all"), ("reparam_dim", reparam_dim, None),
+                                                     ("hidden", hidden, None), ("mlp_form", mlp_form, "shared"),
+                                                     ("init", init, None)) if value != default]
+        if given:
+            raise ValueError(f"`{given[0]}`: full fine-tuning trains every weight of the base from where it is; it "
+                             "has no rows")
+
+    def check_size(self, config: GPTConfig, P: int, reparam_dim: int | None = None, hidden: int | None = None,
+                   mlp_form: str = "shared"):
+        """Refuse, before allocating, more than MAX_TRAINABLE numbers (and, by the wearer's check, a P too long)."""
+        if not self.trains_base:
+            self.model.check_prompt_len(config, P)
+        n = self.trainable(config, P, reparam_dim, hidden or MLP_HIDDEN, mlp_form)
+        if n > MAX_TRAINABLE:
+            raise ValueError(f"{self.name} would train {n:,} numbers ({4 * n / 2**30:,.0f} GiB in float32, about "
+                             f"4 times that with the gradient and AdamW's moments), over the cap of 2**31: "
+                             "lower `prompt_len`, `reparam_dim` or `hidden`")
 
 
 MAX_TRAINABLE = 2**31  # numbers: 8 GiB of float32 weights, 32 GiB with the gradient and AdamW's two moments
@@ -134,8 +118,7 @@ DEFAULT_METHOD = PREFIX_MLP.name  # Li & Liang's prefix tuning as they ran it
 
 
 def method_named(name: str) -> Method:
-    """The method of a name, old names included; an unknown name is a clear error."""
-    name = RENAMED.get(name, name)
+    """The method of a name; an unknown name is a clear error."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
     return METHODS[name]

@@ -33,7 +33,7 @@ class GPTConfig:
     def __post_init__(self):
         validate(self)  # every field's type and range: a hand-edited config.json is refused before allocating
         if self.d_model % self.n_head:
-            raise ValueError(f"--d-model {self.d_model} must be divisible by --n-head {self.n_head}: "
+            raise ValueError(f"`d_model` {self.d_model} must be divisible by `n_head` {self.n_head}: "
                              "each head gets d_model / n_head dimensions")
         if self.pad_id is not None and not 0 <= self.pad_id < self.vocab_size:
             raise ValueError(f"pad_id {self.pad_id} is not a token id (0 to {self.vocab_size - 1}); None for no pad")
@@ -194,9 +194,7 @@ class Generator:
     Shared by GPT, SoftPromptGPT, PrefixGPT and the prompt bank so they decode the same way.
     """
 
-    def prompt_rows(self) -> int:
-        """How many context positions the model itself uses before the tokens (0 for the base)."""
-        return 0
+    prompt_len = 0  # P: the context positions the model itself uses before the tokens (none for the base)
 
     @staticmethod
     def pick(logits, temperature=1.0, top_k=None):
@@ -219,7 +217,7 @@ class Generator:
         """
         if not isinstance(max_new_tokens, numbers.Integral) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be a non-negative integer (0 returns idx), got {max_new_tokens!r}")
-        check_ids(idx, self.config, extra=self.prompt_rows() + max_new_tokens)
+        check_ids(idx, self.config, extra=self.prompt_len + max_new_tokens)
         pad = self.config.pad_id
         if pad is not None and (idx == pad).any():  # a right pad sits before the new tokens; a left one is attended to
             b, t = (idx == pad).nonzero()[0].tolist()

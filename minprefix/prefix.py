@@ -75,11 +75,7 @@ class _PrefixGPT(PromptedGPT):
         depth ablation).
         """
         super().__init__(base, prompt_len, **kwargs)
-        L = base.config.n_layer
-        spans = dict(zip(LAYERS, (range(L), range(L // 2), range(L // 2, L))))
-        if layers not in spans or not spans[layers]:
-            raise ValueError(f"layers {layers!r}: choose all, bottom or top (a half needs at least 2 layers)")
-        self.layers, self.wearing = layers, set(spans[layers])
+        self.layers, self.wearing = layers, wearing(base.config.n_layer, layers)
         self.prefix_blocks = [self.block_type(b) if i in self.wearing else b for i, b in enumerate(self.base.blocks)]
 
     def forward(self, idx, targets=None, cache: KVCache | None = None, prompt=None):
@@ -107,10 +103,18 @@ class _PrefixGPT(PromptedGPT):
         return self.from_rows(self.base, self.rows().detach(), layers=self.layers)
 
 
+def wearing(n_layer: int, layers: str) -> set[int]:
+    """The indices of the layers that wear the prefix."""
+    spans = dict(zip(LAYERS, (range(n_layer), range(n_layer // 2), range(n_layer // 2, n_layer))))
+    if layers not in spans or not spans[layers]:
+        raise ValueError(f"`layers` {layers!r}: choose all, bottom or top (a half needs at least 2 layers)")
+    return set(spans[layers])
+
+
 class PrefixGPT(_PrefixGPT):
     """A frozen GPT with a key/value prefix at every layer. Only the prefix (or P' and the MLP) trains.
 
-    reparam_dim=None: direct, the prefix itself is the parameter. reparam_dim=k: P' (P x k) ->
+    reparam=None: direct, the prefix itself is the parameter. reparam="mlp": P' (P x k) ->
     MLP(hidden) -> (P, 2 * n_layer * d_model) -> the prefix. init: see PromptedGPT ("text":
     the keys and values the frozen base computes for a text, Li & Liang's real-word init).
     """
@@ -166,7 +170,7 @@ class PrefixGPT(_PrefixGPT):
 class BlockInputPrefixGPT(_PrefixGPT):
     """A frozen GPT with P rows concatenated to the input of every block, dropped after it.
 
-    reparam_dim=None: the (n_layer, P, d_model) rows are the parameter. With reparam_dim=k,
+    reparam=None: the (n_layer, P, d_model) rows are the parameter. With reparam="mlp",
     fully connected layers make them: P' (P x k) -> MLP(hidden) -> (P, n_layer * d_model).
     init "text": the inputs each block sees when the base reads a text.
     """

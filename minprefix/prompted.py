@@ -2,7 +2,8 @@
 
 The rows are a (P, width) matrix. Where they enter is what tells the methods apart (a soft
 prompt before the token embeddings, a prefix at every block); how they are made is one of
-two small modules, the same for every method:
+three small modules, the row makers, the same for every method (`model.row_maker`; a network
+that makes them while training is the method's `reparam`):
 
 - `DirectPrefix`: the rows themselves are the parameter.
 - `MLPPrefix` (Li & Liang 2021, §4.3): the rows are an MLP's output, P' (P x k) ->
@@ -22,8 +23,9 @@ import torch.nn as nn
 from .model import GPT, Generator
 
 MLP_HIDDEN = 512  # hidden width of the reparameterization MLP, as in Li & Liang's code
-INITS = ("zero", "random", "normal", "vocab", "text")  # how a direct prefix can start; the MLP: zero or random
-ENCODERS = ("mlp", "ptuning")  # the network that makes the rows when reparam_dim is given
+INITS = ("zero", "random", "normal", "vocab", "text")  # how a direct prefix can start
+NETWORK_INITS = ("random", "zero")  # how a network that makes the rows can start (zero: its last layer)
+REPARAMS = ("mlp", "ptuning")  # the networks that can make the rows while training (`reparam`)
 MLP_FORMS = ("shared", "separate", "linear", "separate-linear")  # MLPPrefix: Li & Liang's, lesson 5's ablations
 
 
@@ -57,13 +59,8 @@ class MLPPrefix(nn.Module):
     def __init__(self, prompt_len: int, k: int, hidden: int, width: int, seed: int = 0, zero_last: bool = False,
                  form: str = "shared", chunk: int | None = None):
         super().__init__()
-        if form not in MLP_FORMS:
-            raise ValueError(f"unknown MLP form {form!r}; choose from {', '.join(MLP_FORMS)}")
-        separate = form.startswith("separate")
-        if separate and (chunk is None or width % (2 * chunk)):
-            raise ValueError(f"form {form!r} splits rows of width {width} into halves of chunk {chunk} numbers: "
-                             "it needs a chunk that divides width / 2 (a key/value prefix: chunk = d_model)")
-        self.chunk = chunk if separate else None
+        self.check_form(form, width, chunk)
+        self.chunk = chunk if form.startswith("separate") else None
         nets, out = (2, width // 2) if self.chunk else (1, width)
         act = nn.Identity() if form.endswith("linear") else nn.Tanh()
         with torch.random.fork_rng():  # seeded, and the caller's random state untouched
@@ -84,6 +81,14 @@ class MLPPrefix(nn.Module):
             return rows
         P, c = rows.size(0), self.chunk  # interleave: chunk numbers of the first, chunk of the second, ...
         return torch.stack((rows.view(P, -1, c), self.mlp_2(self.input_2).view(P, -1, c)), 2).reshape(P, -1)
+
+    @staticmethod
+    def check_form(form: str, width: int, chunk: int | None):
+        if form not in MLP_FORMS:
+            raise ValueError(f"`mlp_form` {form!r} is not one of: {', '.join(MLP_FORMS)}")
+        if form.startswith("separate") and (chunk is None or width % (2 * chunk)):
+            raise ValueError(f"form {form!r} splits rows of width {width} into halves of chunk {chunk} numbers: "
+                             "it needs a chunk that divides width / 2 (a key/value prefix: chunk = d_model)")
 
 
 class PTuningEncoder(nn.Module):
@@ -117,15 +122,14 @@ class PTuningEncoder(nn.Module):
 class PromptedGPT(nn.Module, Generator):
     """A frozen base and P trainable rows. Subclasses say where the rows enter.
 
-    reparam_dim=None: a `DirectPrefix`, started by init: "zero"; "random" (normal noise at the
+    reparam=None: a `DirectPrefix`, started by init: "zero"; "random" (normal noise at the
     scale of the rows real tokens give); "normal" (standard normal noise, whatever that scale: how
     PEFT starts a soft prompt's embedding); "vocab" (the rows of P randomly drawn token ids);
     "text" (the rows of init_ids, repeated or cut to P: e.g. an instruction, Li & Liang's
-    real-word init). reparam_dim=k: the rows are a network's output, chosen by encoder: "mlp",
-    an `MLPPrefix` with P' of width k; "ptuning", a `PTuningEncoder`, whose table is as wide as
-    the rows, so k must be width(config) (d_model on a soft prompt). Either starts by init "random"
-    or "zero" (its last layer at zero). Text and vocab init are refused with a network: its
-    output is not free to set, and fitting it to given rows is a training run of its own.
+    real-word init). reparam="mlp": the rows are an `MLPPrefix`'s output, P' of width reparam_dim
+    (default d_model) through a hidden layer of `hidden` (default 512); reparam="ptuning": a
+    `PTuningEncoder`'s, whose table is as wide as the rows. A network starts by init "random" or
+    "zero" (its last layer at zero).
     Token ids, not text: the caller encodes with whatever tokenizer the base was trained with.
     """
 
@@ -133,51 +137,36 @@ class PromptedGPT(nn.Module, Generator):
     at_every_block = False  # True for a prefix: rows at every block, so a subset of layers can wear them
     keys_and_values = False  # True for a key/value prefix: each layer's d_model keys, then d_model values
 
-    def __init__(self, base: GPT, prompt_len: int, *, reparam_dim: int | None = None, hidden: int = MLP_HIDDEN,
-                 init: str | None = None, init_ids: list[int] | None = None, seed: int = 0, encoder: str = "mlp",
+    def __init__(self, base: GPT, prompt_len: int, *, reparam: str | None = None, reparam_dim: int | None = None,
+                 hidden: int | None = None, init: str | None = None, init_ids: list[int] | None = None, seed: int = 0,
                  mlp_form: str = "shared"):
         super().__init__()
-        if not isinstance(prompt_len, int) or not 0 <= prompt_len < base.config.block_size:
-            raise ValueError(f"prompt length {prompt_len!r} must be an integer in [0, {base.config.block_size}): "
-                             f"the prompt rows and at least one token share the base's context of "
-                             f"{base.config.block_size} positions")
-        if encoder not in ENCODERS:
-            raise ValueError(f"unknown encoder {encoder!r}; choose from {', '.join(ENCODERS)}")
-        width = self.width(base.config)
-        if encoder == "ptuning" and reparam_dim != width:
-            raise ValueError(f"encoder 'ptuning' makes its rows from a table as wide as they are: reparam_dim must "
-                             f"be {width} (this method's row width), got {reparam_dim}")
-        if mlp_form != "shared" and (reparam_dim is None or encoder != "mlp"):
-            raise ValueError(f"mlp_form {mlp_form!r} is a form of the MLP: it needs reparam_dim and encoder 'mlp'")
-        if mlp_form.startswith("separate") and not self.keys_and_values:
-            raise ValueError(f"mlp_form {mlp_form!r} makes keys and values with separate MLPs: only a key/value "
-                             f"prefix has them, not {type(self).__name__}")
+        self.check_options(reparam, reparam_dim, hidden, init, mlp_form)
+        self.check_prompt_len(base.config, prompt_len)
         self.base = base.freeze()
         self.prompt_len = prompt_len
-        init = init or (self.default_init if reparam_dim is None else "random")
-        like = {"device": base.wte.weight.device, "dtype": base.wte.weight.dtype}
-        if reparam_dim is None:
-            self.rows = DirectPrefix(self._initial_rows(init, init_ids, seed)).to(**like)
-        elif init in ("zero", "random") and encoder == "ptuning":
-            self.rows = PTuningEncoder(prompt_len, hidden, width, seed, zero_last=init == "zero").to(**like)
-        elif init in ("zero", "random"):
-            self.rows = MLPPrefix(prompt_len, reparam_dim, hidden, width, seed, zero_last=init == "zero", form=mlp_form,
-                                  chunk=base.config.d_model).to(**like)
+        init, width, hidden = init or self.inits(reparam)[0], self.width(base.config), hidden or MLP_HIDDEN
+        if reparam is None:
+            maker = DirectPrefix(self._initial_rows(init, init_ids, seed))
+        elif reparam == "ptuning":
+            maker = PTuningEncoder(prompt_len, hidden, width, seed, zero_last=init == "zero")
         else:
-            net = "the MLP" if encoder == "mlp" else "the P-tuning encoder"
-            raise ValueError(f"init {init!r} sets the rows themselves, but with {net} they are its output: "
-                             "use a direct method for it, or init 'random' or 'zero'")
+            maker = MLPPrefix(prompt_len, reparam_dim or base.config.d_model, hidden, width, seed,
+                              zero_last=init == "zero", form=mlp_form, chunk=base.config.d_model)
+        self.row_maker = maker.to(device=base.wte.weight.device, dtype=base.wte.weight.dtype)
+
+    def rows(self) -> torch.Tensor:
+        """The (P, width) rows, as the row maker makes them now."""
+        return self.row_maker()
 
     def _initial_rows(self, init: str, init_ids, seed: int) -> torch.Tensor:
         """The starting (P, width) rows of a direct prefix."""
         P, V = self.prompt_len, self.config.vocab_size
-        if init not in INITS:
-            raise ValueError(f"unknown init {init!r}; choose from {', '.join(INITS)}")
         if init == "text":
             if not init_ids:
-                raise ValueError("init 'text' needs the token ids of a non-empty text")
+                raise ValueError("`init` 'text' needs `init_ids`, the token ids of a non-empty text")
             if min(init_ids) < 0 or max(init_ids) >= V:
-                raise ValueError(f"init text has token ids outside the base's vocabulary [0, {V})")
+                raise ValueError(f"`init_ids` has token ids outside the base's vocabulary [0, {V})")
             return self.rows_of_ids((list(init_ids) * (P // len(init_ids) + 1))[:P])
         if init == "zero" or P == 0:
             return torch.zeros(P, self.width(self.config))
@@ -196,7 +185,7 @@ class PromptedGPT(nn.Module, Generator):
         if rows.dim() != 2 or rows.size(1) != width:
             raise ValueError(f"{cls.__name__} rows must be (P, {width}), got {tuple(rows.shape)}")
         model = cls(base, rows.size(0), init="zero", **kwargs)
-        model.rows = DirectPrefix(rows.to(model.rows.rows))
+        model.row_maker = DirectPrefix(rows.to(model.row_maker.rows))
         return model
 
     def merge(self):
@@ -212,9 +201,6 @@ class PromptedGPT(nn.Module, Generator):
     @property
     def config(self):
         return self.base.config
-
-    def prompt_rows(self) -> int:
-        return self.prompt_len
 
     def prompt(self) -> torch.Tensor:
         """The rows in the layout the model uses them (per subclass): what a prompt bank stacks."""
@@ -247,3 +233,46 @@ class PromptedGPT(nn.Module, Generator):
     def forward(self, idx, targets=None, cache=None, prompt=None):
         """idx (B, T) -> (logits (B, T, vocab), loss): the base wearing the rows, or `prompt` (one per row)."""
         raise NotImplementedError
+
+    # ------------------------------------------------------------ the options, each checked here once
+
+    @classmethod
+    def inits(cls, reparam: str | None = None) -> tuple[str, ...]:
+        """The init values these rows accept, the default first."""
+        if reparam is not None:  # a network's output is not free to set: fitting it to given rows is a run of its own
+            return NETWORK_INITS
+        return (cls.default_init,) + tuple(i for i in INITS if i != cls.default_init)
+
+    @classmethod
+    def check_options(cls, reparam: str | None = None, reparam_dim: int | None = None, hidden: int | None = None,
+                      init: str | None = None, mlp_form: str = "shared", layers: str = "all"):
+        """The options only some rows have. TuneConfig and Method.build ask this too, so each is refused here."""
+        name = cls.__name__
+        if reparam is not None and reparam not in REPARAMS:
+            raise ValueError(f"`reparam` {reparam!r} is none of: None (the rows are the parameter), "
+                             f"{', '.join(REPARAMS)}")
+        if layers != "all" and not cls.at_every_block:
+            raise ValueError(f"`layers` {layers!r}: {name} has no rows at every block; use a prefix")
+        for field, value in (("reparam_dim", reparam_dim), ("hidden", hidden)):
+            if value is not None and reparam is None:
+                raise ValueError(f"`{field}` shapes the network that makes the rows; {name} without one has none")
+        if reparam_dim is not None and reparam == "ptuning":
+            raise ValueError("`reparam_dim`: the P-tuning encoder has no P' width k (its table is as wide as the rows)")
+        if mlp_form != "shared" and reparam != "mlp":
+            network = "without a network" if reparam is None else "with P-tuning's encoder"
+            raise ValueError(f"`mlp_form` {mlp_form!r} is a form of Li & Liang's MLP; {name} {network} has none")
+        if mlp_form.startswith("separate") and not cls.keys_and_values:
+            raise ValueError(f"`mlp_form` {mlp_form!r} makes keys and values with separate MLPs; {name} has no keys "
+                             "and values of its own: only a key/value prefix does")
+        if init is not None and init not in cls.inits(reparam):
+            raise ValueError(f"`init` {init!r} is not one of {name}'s" + (" with a network" if reparam else "")
+                             + f": {', '.join(cls.inits(reparam))}")
+
+    @staticmethod
+    def check_prompt_len(config, prompt_len: int):
+        """P rows and at least one token share the base's context."""
+        if not isinstance(prompt_len, int) or isinstance(prompt_len, bool) or prompt_len < 0:
+            raise ValueError(f"`prompt_len` must be an integer of at least 0, got {prompt_len!r}")
+        if prompt_len >= config.block_size:
+            raise ValueError(f"`prompt_len` {prompt_len} leaves no room for tokens in the base's context of "
+                             f"{config.block_size} positions: at most {config.block_size - 1}")

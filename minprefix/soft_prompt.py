@@ -3,8 +3,8 @@
 A hard prompt is a choice of tokens, and token ids have no gradient. A soft prompt drops the
 constraint that each row be the embedding of some token: the P rows are free vectors, trained
 by backpropagation through the frozen model. They take positions 0..P-1; the real tokens
-start at position P. The rows can also be a small network's output (`reparam_dim=k`): Li & Liang's
-MLP (encoder="mlp"), or P-tuning's prompt encoder (Liu et al. 2021; encoder="ptuning", k = d_model).
+start at position P. The rows can also be a small network's output: Li & Liang's MLP
+(reparam="mlp"), or P-tuning's prompt encoder (Liu et al. 2021; reparam="ptuning").
 """
 
 import torch

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # for helpers.py
 from helpers import TOK, tiny_base  # noqa: E402
 
 from minprefix import distributed  # noqa: E402
-from minprefix.train import TuneConfig, tune  # noqa: E402
+from minprefix.tune import TuneConfig, tune  # noqa: E402
 
 if __name__ == "__main__":
     out, run_dir, interrupt_at = Path(sys.argv[1]), None if sys.argv[2] == "-" else sys.argv[2], int(sys.argv[3])

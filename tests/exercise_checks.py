@@ -286,12 +286,12 @@ def check_ex3_3(train_soft_prompt):
            f"{want[0]:.6f}: is it model(idx, targets)[1], taken before the first step?")
     decayed = SoftPromptGPT(base, P, seed=1)
     library_steps(decayed, batches, 0.05, weight_decay=0.01)  # AdamW's default weight decay, a common slip
-    expect(not close(model.rows.rows, decayed.rows.rows, atol=1e-9), "the rows trained as with AdamW's default "
+    expect(not close(model.rows(), decayed.rows(), atol=1e-9), "the rows trained as with AdamW's default "
            "weight_decay=0.01, which shrinks them every step: pass weight_decay=0.0")
     expect(all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(got, want)),
            f"losses {[round(x, 5) for x in got]} differ from the library loop's {[round(x, 5) for x in want]}: "
            "are the gradients cleared before each backward, and is it AdamW with betas (0.9, 0.95) and lr as given?")
-    expect(close(model.rows.rows, oracle.rows.rows, atol=1e-9), "the losses match but the trained rows do not: "
+    expect(close(model.rows(), oracle.rows(), atol=1e-9), "the losses match but the trained rows do not: "
            "is there one step per batch, and no step after the last loss?")
 
 
@@ -432,12 +432,12 @@ def check_ex5_1(cls):
 
 def check_ex5_2(merge):
     base = tiny_base()
-    model = PrefixGPT(base, P, reparam_dim=7, hidden=9, seed=1)
+    model = PrefixGPT(base, P, reparam="mlp", reparam_dim=7, hidden=9, seed=1)
     merged = merge(model)
-    expect(merged is not model and isinstance(model.rows, MLPPrefix),
+    expect(merged is not model and isinstance(model.row_maker, MLPPrefix),
            "merge must return a new model and leave the one it is given as it was (its rows still an MLPPrefix)")
     expect(type(merged) is PrefixGPT and merged.base is base, "merge must return a PrefixGPT on the same base")
-    expect(isinstance(merged.rows, DirectPrefix) and not isinstance(merged.rows, MLPPrefix),
+    expect(isinstance(merged.row_maker, DirectPrefix) and not isinstance(merged.row_maker, MLPPrefix),
            "merged rows must be a DirectPrefix: the MLP is not kept")
     c = base.config
     expect(count_trainable(merged) > 0, "nothing in the merged model requires grad: keep its rows an nn.Parameter "
@@ -446,7 +446,7 @@ def check_ex5_2(merge):
            "P x 2*L*d rows")
     idx = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(8))
     expect(close(merged(idx)[0], model(idx)[0], atol=1e-8), "merged logits differ from the MLP model's")
-    top = PrefixGPT(base, P, reparam_dim=7, hidden=9, seed=2, layers="top")  # a prefix on the top half only
+    top = PrefixGPT(base, P, reparam="mlp", reparam_dim=7, hidden=9, seed=2, layers="top")  # the top half only
     expect(close(merge(top)(idx)[0], top(idx)[0], atol=1e-8), "merging a prefix worn on the top layers only "
            "gives other logits: does the merged model keep the layers it is worn on (model.layers)?")
 

@@ -31,13 +31,14 @@ from safetensors.torch import save_file  # noqa: E402
 
 import minprefix.cli  # noqa: E402
 from minprefix import distributed, files  # noqa: E402
-from minprefix.artifacts import fingerprint, load_prompt, read_tensors, save_prompt, write_tensors  # noqa: E402
+from minprefix.artifacts import load_prompt, save_prompt  # noqa: E402
+from minprefix.files import fingerprint, read_tensors, write_tensors  # noqa: E402
 from minprefix.base import load_model, save_base  # noqa: E402
 from minprefix.checkpoint import read_checkpoint, run_lock  # noqa: E402
 from minprefix.lab.grid import ResultStore, adopt, read_results  # noqa: E402
 from minprefix.lab.report import write_report  # noqa: E402
 from minprefix.prefix import PrefixGPT  # noqa: E402
-from minprefix.train import tune  # noqa: E402
+from minprefix.tune import tune  # noqa: E402
 
 CASES = []  # (name, fn): fn() returns an outcome, or raises (a refusal or a traceback)
 

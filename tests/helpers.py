@@ -9,7 +9,7 @@ import torch
 
 from minprefix.methods import METHODS
 from minprefix.model import GPT, GPTConfig
-from minprefix.train import TuneConfig
+from minprefix.tune import TuneConfig
 from minprefix.world import Tokenizer
 
 TOK = Tokenizer()

@@ -12,8 +12,10 @@ import torch
 from helpers import tiny_base, tiny_config
 
 import minprefix.files
-from minprefix.artifacts import fingerprint, save_prompt
-from minprefix.base import SHIPPED_DIR, PretrainConfig, load_base, load_model, pretrain, save_base
+from minprefix.artifacts import save_prompt
+from minprefix.files import fingerprint
+from minprefix.base import SHIPPED_DIR, load_base, load_model, save_base
+from minprefix.pretrain import PretrainConfig, pretrain
 from minprefix.scoring import score
 from minprefix.soft_prompt import SoftPromptGPT
 from minprefix.world import DOWNSTREAM_TASKS, PRETRAIN_TASKS, examples

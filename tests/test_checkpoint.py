@@ -1,5 +1,6 @@
 """Checkpoints and run folders (minprefix/checkpoint.py), via `tune`: one run per folder, resume checks, no pickle."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -11,9 +12,11 @@ from helpers import TOK, quick, tiny_base
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minprefix.artifacts import fingerprint, save_prompt
+from minprefix.artifacts import save_prompt
+from minprefix.files import fingerprint, write_tensors
 from minprefix.prefix import PrefixGPT
-from minprefix.train import build_method, make_optimizer, tune
+from minprefix.train import make_optimizer
+from minprefix.tune import build_method, tune
 
 
 
@@ -70,12 +73,12 @@ def test_a_resume_that_differs_names_each_difference(tmp_path):
     base = tiny_base()
     save_prompt(PrefixGPT(base, 4), tmp_path / "p.safetensors", base)
     tune(base, TOK, quick("prefix", steps=2, lr=0.01), run_dir=tmp_path / "run", progress=False)
-    with pytest.raises(ValueError, match=r"--lr 0.01 \(checkpoint\) vs 0.02 \(now\); --seed 0 \(checkpoint\) vs 1"):
+    with pytest.raises(ValueError, match=r"`lr` 0.01 \(checkpoint\) vs 0.02 \(now\); `seed` 0 \(checkpoint\) vs 1"):
         tune(base, TOK, quick("prefix", steps=2, lr=0.02, seed=1), run_dir=tmp_path / "run", progress=False)
-    with pytest.raises(ValueError, match=f"--base: fingerprint {fingerprint(base)} \\(checkpoint\\) vs "
+    with pytest.raises(ValueError, match=f"`base`: fingerprint {fingerprint(base)} \\(checkpoint\\) vs "
                                          f"{fingerprint(tiny_base(1))} \\(now\\)"):
         tune(tiny_base(1), TOK, quick("prefix", steps=2, lr=0.01), run_dir=tmp_path / "run", progress=False)
-    with pytest.raises(ValueError, match="--init-from: added"):
+    with pytest.raises(ValueError, match="`init_from`: added"):
         tune(base, TOK, quick("prefix", steps=2, lr=0.01), run_dir=tmp_path / "run", progress=False,
              init_from=tmp_path / "p.safetensors")
 
@@ -86,7 +89,7 @@ def test_the_checkpoint_is_safetensors_with_json_and_no_pickle(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.safetensors", "checkpoint.safetensors"]
     with safe_open(str(tmp_path / "checkpoint.safetensors"), framework="pt") as f:
         names = set(f.keys())
-    assert {"/trainable/rows.rows", "/state/best/weights/rows.rows"} <= names
+    assert {"/trainable/row_maker.rows", "/state/best/weights/row_maker.rows"} <= names
     assert any(n.startswith("/optimizer/state/0/exp_avg") for n in names)
 
 
@@ -107,10 +110,14 @@ def test_a_damaged_checkpoint_says_so(tmp_path, damage):
     assert (tmp_path / "best.safetensors").exists()
 
 
-def test_an_old_pickle_checkpoint_is_refused_not_read(tmp_path):
-    (tmp_path / "checkpoint.pt").write_bytes(b"an older minprefix's torch.save")
-    with pytest.raises(ValueError, match="checkpoint.pt is a checkpoint of an older minprefix; delete it"):
-        tune(tiny_base(), TOK, quick("soft", steps=2), run_dir=tmp_path, progress=False)
+def test_a_checkpoint_in_another_format_is_one_clear_error(tmp_path):
+    """No reader for older files: a checkpoint.safetensors of another format is refused, naming the format."""
+    cfg = quick("soft", steps=2)
+    tune(tiny_base(), TOK, cfg, run_dir=tmp_path, progress=False)
+    write_tensors({"x": torch.zeros(1)}, {"format": "minprefix-checkpoint-0"}, tmp_path / "checkpoint.safetensors")
+    with pytest.raises(ValueError, match="checkpoint.safetensors is damaged .*format 'minprefix-checkpoint-0', "
+                                         "expected 'minprefix-checkpoint-1'"):
+        tune(tiny_base(), TOK, dataclasses.replace(cfg, steps=3), run_dir=tmp_path, progress=False)
 
 
 # ---------------------------------------------------------------------------- properties over many runs

@@ -20,22 +20,27 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tqdm.auto import tqdm
 
-import minprefix.base
+import minprefix.pretrain
 import minprefix.cli
 import minprefix.lab.compare
+import minprefix.lab.demo
+import minprefix.lab.figures
 import minprefix.lab.grid
+import minprefix.lab.reparam
+import minprefix.lab.sweep
 import minprefix.train
+import minprefix.tune
 from minprefix.artifacts import load_prompt
-from minprefix.base import PretrainConfig, load_base, save_base
-from minprefix.cli import build_parser, main
-from minprefix.config import flag
+from minprefix.base import load_base, save_base
+from minprefix.pretrain import PretrainConfig
+from minprefix.cli import build_parser, flag, main
 from minprefix.hard_prompt import SEARCH_START
 from minprefix.lab.bench import BenchConfig
 from minprefix.lab.compare import CompareConfig
 from minprefix.lab.reparam import ReparamConfig
 from minprefix.lab.sweep import SweepConfig
 from minprefix.methods import METHODS
-from minprefix.train import TuneConfig
+from minprefix.tune import TuneConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,9 +142,10 @@ def test_cli_search_prompt_prints_before_and_after(capsys):
     (["--batch-size", "0"], "--batch-size must be at least 1 and at most 4096, got 0"),
     (["--lr", "nan"], "--lr must be a finite number"),
     (["--method", "prefix-mlp", "--init", "text", "--init-text", "hi"],
-     "--init-text: prefix-mlp cannot start from a text"),
-    (["--method", "prefix-mlp", "--init", "vocab"], "--init vocab is not available for prefix-mlp"),
-    (["--method", "prefix", "--hidden", "64"], "--hidden sets the network of"),
+     "--init 'text' is not one of PrefixGPT's with a network: random, zero"),
+    (["--method", "prefix-mlp", "--init", "vocab"], "--init 'vocab' is not one of PrefixGPT's with a network"),
+    (["--method", "prefix", "--hidden", "64"], "--hidden shapes the network that makes the rows"),
+    (["--method", "soft", "--prefix-layers", "top"], "--prefix-layers 'top': SoftPromptGPT has no rows at every block"),
     (["--method", "soft", "--init", "random", "--init-text", "hi"], "--init-text starts the rows from a text"),
     (["--method", "lora"], "--method 'lora' is not one of"),
 ])
@@ -152,7 +158,8 @@ def test_help_comes_from_the_config_fields_with_each_methods_inits_and_lr():
     text = build_parser()._subparsers._group_actions[0].choices["tune"].format_help()
     squeezed = "".join(text.split())  # argparse wraps the help lines
     for f in dataclasses.fields(TuneConfig):
-        assert flag(f.name) in text and "".join(f.metadata["help"].split()) in squeezed, f.name
+        said = re.sub(r"`(\w+)`", lambda m: flag(m[1]), f.metadata["help"])  # a field named in help: its flag
+        assert flag(f.name) in text and "".join(said.split()) in squeezed, f.name
     assert "prefix-mlp" in text and "random, zero, normal, vocab, text" in text
     assert all(f"lr {m.lr:<6g} {m.steps:>5} steps" in text for m in METHODS.values())  # each default, from the table
 
@@ -239,8 +246,8 @@ def short_runs(monkeypatch):
     def optimize(model, cfg, *args, **kw):
         return real_optimize(model, dataclasses.replace(cfg, steps=min(cfg.steps, 2)), *args, **kw)
 
-    monkeypatch.setattr(minprefix.train, "optimize", optimize)
-    monkeypatch.setattr(minprefix.base, "optimize", optimize)
+    monkeypatch.setattr(minprefix.tune, "optimize", optimize)
+    monkeypatch.setattr(minprefix.pretrain, "optimize", optimize)
     short_search = lambda *a, steps, **kw: real_search(*a, steps=min(steps, 2), **{**kw, "progress": False})  # noqa: E731
     monkeypatch.setattr(minprefix.cli, "search_prompt", short_search)
     monkeypatch.setattr(minprefix.lab.compare, "search_prompt", short_search)
@@ -278,16 +285,16 @@ def test_any_number_for_any_flag_works_or_fails_in_one_line(command, tiny_base_d
 
 
 @pytest.mark.parametrize("make, needle", [
-    (lambda: TuneConfig(steps=2.5), "--steps must be an integer, got 2.5"),
-    (lambda: TuneConfig(steps="5"), "--steps must be an integer, got '5'"),
-    (lambda: TuneConfig(batch_size=True), "--batch-size must be an integer, got True"),
-    (lambda: PretrainConfig(steps=None), "--steps must be an integer, got None"),
-    (lambda: TuneConfig(method=["prefix"]), "--method must be a string, got ['prefix']"),  # not a steps error
-    (lambda: TuneConfig(lr="0.1"), "--lr must be a number, got '0.1'"),
-    (lambda: TuneConfig(bf16=1), "--bf16 must be True or False, got 1"),
-    (lambda: PretrainConfig(weight_decay="0"), "--weight-decay must be a number, got '0'"),
-    (lambda: CompareConfig(seeds=2.0), "--seeds must be an integer, got 2.0"),
-    (lambda: BenchConfig(d_model="256"), "--d-model must be an integer, got '256'"),
+    (lambda: TuneConfig(steps=2.5), "`steps` must be an integer, got 2.5"),
+    (lambda: TuneConfig(steps="5"), "`steps` must be an integer, got '5'"),
+    (lambda: TuneConfig(batch_size=True), "`batch_size` must be an integer, got True"),
+    (lambda: PretrainConfig(steps=None), "`steps` must be an integer, got None"),
+    (lambda: TuneConfig(method=["prefix"]), "`method` must be a string, got ['prefix']"),  # not a steps error
+    (lambda: TuneConfig(lr="0.1"), "`lr` must be a number, got '0.1'"),
+    (lambda: TuneConfig(bf16=1), "`bf16` must be True or False, got 1"),
+    (lambda: PretrainConfig(weight_decay="0"), "`weight_decay` must be a number, got '0'"),
+    (lambda: CompareConfig(seeds=2.0), "`seeds` must be an integer, got 2.0"),
+    (lambda: BenchConfig(d_model="256"), "`d_model` must be an integer, got '256'"),
 ])
 def test_config_fields_are_typed(make, needle):
     with pytest.raises(ValueError, match=re.escape(needle)):
@@ -309,7 +316,7 @@ def test_any_value_for_any_config_field_in_python_is_taken_or_refused_by_name(da
     try:
         cls(**{field: value})
     except ValueError as e:
-        assert flag(field) in str(e), (cls.__name__, field, value, str(e))
+        assert f"`{field}`" in str(e), (cls.__name__, field, value, str(e))
 
 
 def test_info_refuses_sizes_that_would_overflow(capsys):
@@ -330,9 +337,9 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(argv, tmp_p
     (tmp_path / "a_file").write_text("x")
     argv = [a.format(file=tmp_path / "a_file", folder=tmp_path) for a in argv]
     monkeypatch.setattr(minprefix.cli, "pretrain", lambda *a, **k: pytest.fail("the work started"))
-    monkeypatch.setattr(minprefix.cli, "run_demo", lambda *a, **k: pytest.fail("the work started"))
-    monkeypatch.setattr(minprefix.cli, "run_compare", lambda *a, **k: pytest.fail("the work started"))
-    monkeypatch.setattr(minprefix.cli, "make_figures", lambda *a, **k: pytest.fail("the work started"))
+    monkeypatch.setattr(minprefix.lab.demo, "run_demo", lambda *a, **k: pytest.fail("the work started"))
+    monkeypatch.setattr(minprefix.lab.compare, "run_compare", lambda *a, **k: pytest.fail("the work started"))
+    monkeypatch.setattr(minprefix.lab.figures, "make_figures", lambda *a, **k: pytest.fail("the work started"))
     code, _, err = run(*argv)
     assert one_line_error(code, err, argv[0]) and "give a" in err, err
 
@@ -342,8 +349,9 @@ def test_an_unwritable_folder_is_found_by_trying_not_by_permission_bits(command,
     """Permission bits say yes to root; a read-only place ("/proc" here, a read-only mount) still refuses a file."""
     if not Path("/proc").is_dir():
         pytest.skip("needs /proc")
-    for name in ("run_compare", "run_sweep", "run_reparam"):
-        monkeypatch.setattr(minprefix.cli, name, lambda *a, **k: pytest.fail("the work started"))
+    for module, name in ((minprefix.lab.compare, "run_compare"), (minprefix.lab.sweep, "run_sweep"),
+                         (minprefix.lab.reparam, "run_reparam")):
+        monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail("the work started"))
     code, _, err = run(command, "--quick", "--out", "/proc/minprefix-out")
     assert one_line_error(code, err, command) and "/proc is not a writable folder" in err, err
 
@@ -353,7 +361,7 @@ def test_the_reported_best_step_is_the_one_the_artifact_holds(tmp_path):
     from helpers import TOK, quick, tiny_base
 
     from minprefix.artifacts import read_artifact
-    from minprefix.train import best_of, tune
+    from minprefix.tune import best_of, tune
     _, history = tune(tiny_base(), TOK, quick("prefix"), run_dir=tmp_path, progress=False)
     assert len({h["dev_exact_match"] for h in history}) == 1, "the scores must tie for this test to mean anything"
     assert best_of(history)["step"] == read_artifact(tmp_path / "best.safetensors")[0]["step"]
@@ -392,6 +400,22 @@ def test_a_sweep_from_an_earlier_sweeps_json_trains_nothing_it_already_has(tiny_
     assert (again / "sweep.md").read_text() == (first / "sweep.md").read_text()
     code, _, err = run("sweep", "--quick", "--base", tiny_base_dir, "--out", again, "--from", tmp_path / "nothing.json")
     assert one_line_error(code, err, "sweep") and "no --from file at" in err and "nothing.json" in err, err
+
+
+LAB_LOADED = ("import sys\nfrom minprefix.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+              "print(sorted(m for m in sys.modules if m.startswith('minprefix.lab')))")
+
+
+@pytest.mark.parametrize("argv", [["tune", "--help"], ["tune", "--method", "soft", "--task", "bare-uppercase",
+                                                       "--steps", "1", "--eval-every", "1", "--n-dev", "2"]],
+                         ids=["help", "run"])
+def test_tune_never_loads_the_lab(argv, tmp_path):
+    """The lab's modules load for the lab's commands only: `minprefix tune` (and its --help) import none."""
+    done = subprocess.run([sys.executable, "-c", LAB_LOADED, *argv, "--run-dir", str(tmp_path)][: 3 + len(argv) + (
+        0 if "--help" in argv else 2)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout[-500:] + done.stderr[-500:]
+    if "--help" not in argv:
+        assert (tmp_path / "best.safetensors").is_file(), done.stderr[-500:]
 
 
 # ---------------------------------------------------------------------------- threads and run folders

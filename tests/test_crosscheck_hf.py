@@ -185,7 +185,7 @@ def test_prefix_flat_layout_matches_peft():
     peft_model = peft_prefix_model(projection=False)
     ours = PrefixGPT.from_kv(GPT.from_hf(peft_model.get_base_model()), peft_prefix_kv(peft_model))
     flat = peft_model.prompt_encoder["default"].embedding.weight  # (P, n_layer * 2 * d_model)
-    torch.testing.assert_close(ours.rows.rows, flat, atol=0, rtol=0)
+    torch.testing.assert_close(ours.row_maker.rows, flat, atol=0, rtol=0)
 
 
 def test_reparameterized_prefix_matches_peft_projection():
@@ -193,10 +193,10 @@ def test_reparameterized_prefix_matches_peft_projection():
     peft_model = peft_prefix_model(projection=True)
     encoder = peft_model.prompt_encoder["default"]
     base = GPT.from_hf(peft_model.get_base_model())
-    ours = PrefixGPT(base, P, reparam_dim=D, hidden=16).eval()  # its weights are overwritten just below
+    ours = PrefixGPT(base, P, reparam="mlp", reparam_dim=D, hidden=16).eval()  # its weights are overwritten just below
     with torch.no_grad():
-        ours.rows.input.copy_(encoder.embedding.weight)  # P' (P, token_dim)
-        ours.rows.mlp.load_state_dict(encoder.transform.state_dict())  # Linear, Tanh, Linear
+        ours.row_maker.input.copy_(encoder.embedding.weight)  # P' (P, token_dim)
+        ours.row_maker.mlp.load_state_dict(encoder.transform.state_dict())  # Linear, Tanh, Linear
     torch.testing.assert_close(ours.prefix_kv(), peft_prefix_kv(peft_model), atol=ATOL, rtol=0)
     idx = batch()
     with torch.no_grad():
@@ -258,10 +258,10 @@ def ptuning_from_peft(peft_model, hidden: int = 16) -> SoftPromptGPT:
     assert not hasattr(encoder, "lstm_head")
     assert [type(m) for m in encoder.mlp_head] == [torch.nn.Linear, torch.nn.ReLU] * 2 + [torch.nn.Linear]
     base = GPT.from_hf(peft_model.get_base_model())
-    ours = SoftPromptGPT(base, P, reparam_dim=D, hidden=hidden, encoder="ptuning").eval()
+    ours = SoftPromptGPT(base, P, hidden=hidden, reparam="ptuning").eval()
     with torch.no_grad():
-        ours.rows.embedding.copy_(encoder.embedding.weight)  # E (P, d): virtual token ids 0..P-1
-        ours.rows.mlp.load_state_dict(encoder.mlp_head.state_dict())  # strict: same layers, same shapes
+        ours.row_maker.embedding.copy_(encoder.embedding.weight)  # E (P, d): virtual token ids 0..P-1
+        ours.row_maker.mlp.load_state_dict(encoder.mlp_head.state_dict())  # strict: same layers, same shapes
     return ours
 
 
@@ -304,7 +304,7 @@ def test_ptuning_trainable_count_matches_peft(hidden):
     """What trains is E and the MLP head, in PEFT as in ours: P*d + d*h + h + h*h + h + h*d + d."""
     peft_model = peft_ptuning_model(hidden, seed=None)
     h = hidden or D
-    ours = SoftPromptGPT(GPT.from_hf(peft_model.get_base_model()), P, reparam_dim=D, hidden=h, encoder="ptuning")
+    ours = SoftPromptGPT(GPT.from_hf(peft_model.get_base_model()), P, hidden=h, reparam="ptuning")
     trainable, _ = peft_model.get_nb_trainable_parameters()
     assert trainable == count_trainable(ours) == P * D + D * h + h + h * h + h + h * D + D
 

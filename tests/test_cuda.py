@@ -13,7 +13,7 @@ from test_model import random_attention, reference_attention
 
 from minprefix.model import autocast
 from minprefix.prefix import PrefixGPT
-from minprefix.train import tune
+from minprefix.tune import tune
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 

@@ -326,7 +326,7 @@ class MLPPrefixFromZeros(MLPPrefix):
 
 def merge_in_place(model):
     """Swaps the rows of the model it is given, and returns that same model."""
-    model.rows = DirectPrefix(model.rows().detach())
+    model.row_maker = DirectPrefix(model.rows().detach())
     return model
 
 
@@ -338,7 +338,7 @@ def merge_onto_every_layer(model):
 def merge_with_frozen_rows(model):
     """The stored prefix made a constant: the same logits, but it could never be tuned further."""
     merged = REFERENCE["ex5_2"](model)
-    merged.rows.requires_grad_(False)
+    merged.row_maker.requires_grad_(False)
     return merged
 
 

@@ -16,14 +16,15 @@ from safetensors.torch import save_file
 
 import minprefix.cli
 from minprefix import distributed, files
-from minprefix.artifacts import fingerprint, load_prompt, read_artifact, read_tensors, save_prompt, write_tensors
+from minprefix.artifacts import load_prompt, read_artifact, save_prompt
+from minprefix.files import fingerprint, read_tensors, write_tensors
 from minprefix.base import load_model, save_base
 from minprefix.checkpoint import read_checkpoint, run_lock
 from minprefix.lab.grid import ResultStore, adopt, read_results
 from minprefix.lab.report import write_report
 from minprefix.model import GPT, GPTConfig
 from minprefix.prefix import PrefixGPT
-from minprefix.train import tune
+from minprefix.tune import tune
 from test_cli import run
 
 
@@ -285,8 +286,8 @@ def test_a_checkpoint_declaring_huge_tensors_is_refused_before_reading(tmp_path)
 
 def test_absurd_base_configs_are_refused_before_allocating(tmp_path):
     base = tiny_base()
-    for field, value, match in (("d_model", 32768, "parameters"), ("d_model", -128, "d-model"),
-                                ("block_size", 0, "block-size"), ("n_layer", "4", "n-layer must be an integer")):
+    for field, value, match in (("d_model", 32768, "parameters"), ("d_model", -128, "`d_model`"),
+                                ("block_size", 0, "`block_size`"), ("n_layer", "4", "`n_layer` must be an integer")):
         save_base(base, tmp_path)
         info = json.loads((tmp_path / "config.json").read_text())
         info["config"].update({field: value, **({"n_layer": 64} if value == 32768 else {})})

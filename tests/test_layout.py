@@ -1,6 +1,7 @@
 """The package's shape: the teaching core below the lab, imports one way, small functions, one home for methods."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -8,21 +9,24 @@ import pytest
 from minprefix.methods import METHODS
 
 PACKAGE = Path(__file__).resolve().parent.parent / "minprefix"
-LAYERS = [  # lowest first: a module imports only from its own layer or those below it (and never in a cycle)
-    {"config", "distributed", "lexicon", "files"},
-    {"model", "world"},
-    {"scoring", "params", "prompted"},
-    {"soft_prompt", "prefix"},
-    {"methods"},
-    {"artifacts", "bank"},
-    {"checkpoint"},
-    {"train"},
-    {"base", "hard_prompt"},
-    {"lab.grid", "lab.figures", "lab.bench", "lab.sweep"},
-    {"lab.compare", "lab.demo", "lab.reparam", "lab.lesson"},
-    {"lab.report"},
-    {"lab", "cli", "__main__", "__init__"},
+LAYERS = [  # the house, lowest floor first: a module imports only from its own floor or those below it (no cycle)
+    {"config", "distributed", "lexicon", "files"},  # settings and io: nothing of the package below them
+    {"model", "world", "checkpoint"},  # the regular GPT, the tiny world, a run's checkpoint
+    {"scoring", "params", "prompted", "train", "base", "bank"},  # ... the loop, the shipped base
+    {"soft_prompt", "prefix", "pretrain", "hard_prompt"},  # where the rows enter; making the base
+    {"methods"},  # the one table
+    {"artifacts"},  # the prompt format
+    {"tune"},  # one method on one task
+    {"lab"},  # the lab: one floor of its own, its rooms ordered by LAB_ROOMS
+    {"cli", "__main__", "__init__"},
 ]
+LAB_ROOMS = [  # inside the lab floor, lowest first, the same rule
+    {"lab", "lab.grid", "lab.figures", "lab.lesson"},
+    {"lab.bench", "lab.sweep"},
+    {"lab.compare", "lab.demo", "lab.reparam"},
+    {"lab.report"},
+]
+MOST_FLOORS = 9
 
 
 def module_name(path: Path) -> str:
@@ -46,16 +50,46 @@ def imports(path: Path) -> set[str]:
 GRAPH = {module_name(p): imports(p) for p in PACKAGE.rglob("*.py")}
 
 
-def layer(name: str) -> int:
-    found = [i for i, members in enumerate(LAYERS) if name in members]
-    assert found, f"minprefix.{name} is in no layer of this test: put it in one"
+def floor(name: str) -> int:
+    group = "lab" if name.startswith("lab") else name
+    found = [i for i, members in enumerate(LAYERS) if group in members]
+    assert found, f"minprefix.{name} is on no floor of this test: put it on one"
+    return found[0]
+
+
+def room(name: str) -> int:
+    found = [i for i, members in enumerate(LAB_ROOMS) if name in members]
+    assert found, f"minprefix.{name} is in no room of the lab in this test: put it in one"
     return found[0]
 
 
 def test_every_import_points_down_or_sideways():
     for module, deps in GRAPH.items():
         for dep in deps:
-            assert layer(dep) <= layer(module), f"minprefix.{module} imports minprefix.{dep}, a higher layer"
+            assert floor(dep) <= floor(module), f"minprefix.{module} imports minprefix.{dep}, a higher floor"
+            if module.startswith("lab") and dep.startswith("lab"):
+                assert room(dep) <= room(module), f"minprefix.{module} imports minprefix.{dep}, a higher room"
+
+
+def test_the_house_has_at_most_nine_floors():
+    """Drawn by its imports, with the lab as one floor: the longest chain of imports from the command down.
+    (`__main__` is the door, `python -m minprefix`, not a floor.)"""
+    graph = {}
+    for module, deps in GRAPH.items():
+        here = "lab" if module.startswith("lab") else module
+        graph.setdefault(here, set()).update("lab" if d.startswith("lab") else d for d in deps if d != module)
+    graph["lab"].discard("lab")
+
+    def height(m, seen=()):
+        return 1 + max((height(d, seen + (m,)) for d in graph.get(m, ()) if d not in seen), default=0)
+    assert len(LAYERS) <= MOST_FLOORS
+    assert height("cli") <= MOST_FLOORS, f"the command stands on {height('cli')} floors"
+
+
+def test_the_loop_knows_nothing_of_what_it_trains():
+    """train.py is the loop alone (minGPT's Trainer): methods, artifacts, scoring and the world are handed in."""
+    assert not GRAPH["train"] & {"methods", "artifacts", "scoring", "world", "tune", "prompted", "prefix",
+                                 "soft_prompt"}, sorted(GRAPH["train"])
 
 
 def test_no_import_cycle():
@@ -97,3 +131,21 @@ def test_method_names_and_labels_live_in_the_methods_table_only():
             continue
         strings = {n.value for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Constant)}
         assert not strings & spelled, f"{module_name(path)} spells {sorted(strings & spelled)}"
+
+
+def test_no_command_line_flag_is_spelled_in_the_core():
+    """The core speaks in fields (`prompt_len`); only cli.py says them as flags (--prompt-len), so a Python call
+    never answers with a flag it did not pass."""
+    from minprefix.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices.values()
+    flags = {o for c in commands for a in c._actions for o in a.option_strings if o.startswith("--")} - {"--help"}
+    assert "--prefix-layers" in flags
+    for path in PACKAGE.glob("*.py"):  # the lab is not the core; cli.py is where flags live
+        if path.name in ("cli.py", "__main__.py"):
+            continue
+        strings = {n.value for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Constant)
+                   and isinstance(n.value, str)}
+        spelled = {f for s in strings for f in re.findall(r"--[a-z][a-z0-9-]*", s)} & flags
+        assert not spelled, f"{module_name(path)} spells {sorted(spelled)}"

@@ -10,7 +10,7 @@ from helpers import TOK, tiny_base
 from minprefix.artifacts import load_prompt, save_prompt
 from minprefix.prefix import BlockInputPrefixGPT, PrefixBlock, PrefixGPT, base_kv, block_inputs, prefix_attention_share
 from minprefix.soft_prompt import SoftPromptGPT
-from minprefix.train import TuneConfig
+from minprefix.tune import TuneConfig
 
 
 # ---------------------------------------------------------------------------- the views are equal
@@ -75,7 +75,7 @@ def test_prefix_blocks_match_explicit_attention_over_prefix_and_tokens(base):
 
 def test_key_value_layout_is_layer_kv_head_position_dim(base):
     c = base.config
-    prefix = PrefixGPT(base, 4, reparam_dim=8, hidden=12)
+    prefix = PrefixGPT(base, 4, reparam="mlp", reparam_dim=8, hidden=12)
     assert prefix.prefix_kv().shape == (c.n_layer, 2, c.n_head, 4, c.head_dim)
     kv = torch.randn(c.n_layer, 2, c.n_head, 4, c.head_dim, dtype=torch.float64)
     torch.testing.assert_close(PrefixGPT.from_kv(base, kv).prefix_kv(), kv)
@@ -121,7 +121,7 @@ def test_a_top_half_prefix_leaves_the_bottom_half_as_the_base_computes_it(cls):
         h.remove()
     torch.testing.assert_close(ours[1], x)  # no prefix below the middle: exactly the plain blocks
     full = cls(base, 3, init="random", layers="all")
-    full.rows.load_state_dict(model.rows.state_dict())
+    full.row_maker.load_state_dict(model.row_maker.state_dict())
     assert not torch.allclose(full(idx)[0], model(idx)[0])  # and the bottom rows really are unused
 
 
@@ -141,7 +141,7 @@ def test_a_partial_prefix_generates_with_its_cache_and_survives_saving(tmp_path)
 
 
 def test_prefix_layers_is_refused_where_it_means_nothing():
-    with pytest.raises(ValueError, match="--prefix-layers top: soft has no rows at every block"):
+    with pytest.raises(ValueError, match="`layers` 'top': SoftPromptGPT has no rows at every block"):
         TuneConfig(method="soft", prefix_layers="top")
     with pytest.raises(ValueError, match="a half needs at least 2 layers"):
         PrefixGPT(tiny_base(n_layer=1), 3, layers="bottom")

@@ -12,7 +12,7 @@ from minprefix.params import count_trainable
 from minprefix.prefix import BlockInputPrefixGPT, PrefixGPT
 from minprefix.prompted import DirectPrefix, MLPPrefix, PTuningEncoder
 from minprefix.soft_prompt import SoftPromptGPT
-from minprefix.train import TuneConfig
+from minprefix.tune import TuneConfig
 
 D, L = 16, 2  # the tiny base's width and depth (helpers.tiny_config)
 
@@ -48,21 +48,21 @@ def test_logits_have_the_length_of_the_input(base, idx):
 
 
 @pytest.mark.parametrize("make", [
-    lambda b: PrefixGPT(b, 3, reparam_dim=8, hidden=12),
-    lambda b: BlockInputPrefixGPT(b, 3, reparam_dim=8, hidden=12),
-    lambda b: SoftPromptGPT(b, 3, reparam_dim=8, hidden=12),
+    lambda b: PrefixGPT(b, 3, reparam="mlp", reparam_dim=8, hidden=12),
+    lambda b: BlockInputPrefixGPT(b, 3, reparam="mlp", reparam_dim=8, hidden=12),
+    lambda b: SoftPromptGPT(b, 3, reparam="mlp", reparam_dim=8, hidden=12),
 ])
 def test_merge_drops_the_mlp_and_keeps_the_logits(base, idx, make):
     model = make(base)
     merged = model.merge()
-    assert isinstance(model.rows, MLPPrefix) and isinstance(merged.rows, DirectPrefix)
-    assert [n for n, _ in merged.named_parameters() if not n.startswith("base.")] == ["rows.rows"]
+    assert isinstance(model.row_maker, MLPPrefix) and isinstance(merged.row_maker, DirectPrefix)
+    assert [n for n, _ in merged.named_parameters() if not n.startswith("base.")] == ["row_maker.rows"]
     torch.testing.assert_close(merged(idx)[0], model(idx)[0], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("make", [
     lambda b: SoftPromptGPT(b, 4, init="random"),
-    lambda b: PrefixGPT(b, 4, reparam_dim=8, hidden=12),
+    lambda b: PrefixGPT(b, 4, reparam="mlp", reparam_dim=8, hidden=12),
     lambda b: BlockInputPrefixGPT(b, 4),
 ])
 def test_generate_with_cache_equals_full_forwards(base, idx, make):
@@ -79,14 +79,15 @@ def test_bad_shapes_are_clear_errors(base):
         PrefixGPT.from_kv(base, torch.zeros(2, 2, 2, 4))
     with pytest.raises(ValueError, match=r"\(P, 16\)"):
         SoftPromptGPT.from_embeddings(base, torch.zeros(4, 17))
-    with pytest.raises(ValueError, match="unknown init"):
+    with pytest.raises(ValueError, match="`init` 'ones' is not one of PrefixGPT's: random, zero, normal"):
         PrefixGPT(base, 4, init="ones")
-    with pytest.raises(ValueError, match="with the MLP they are its output"):
-        PrefixGPT(base, 4, reparam_dim=8, init="text", init_ids=[5, 6])
+    with pytest.raises(ValueError, match="`init` 'text' is not one of PrefixGPT's with a network: random, zero"):
+        PrefixGPT(base, 4, reparam="mlp", reparam_dim=8, init="text", init_ids=[5, 6])
 
 
 def test_only_the_method_trains(base):
-    for model in (SoftPromptGPT(base, 4), PrefixGPT(base, 4, reparam_dim=8, hidden=12), BlockInputPrefixGPT(base, 4)):
+    for model in (SoftPromptGPT(base, 4), PrefixGPT(base, 4, reparam="mlp", reparam_dim=8, hidden=12),
+                  BlockInputPrefixGPT(base, 4)):
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         assert trainable and not any(n.startswith("base.") for n in trainable)
 
@@ -94,14 +95,14 @@ def test_only_the_method_trains(base):
 @pytest.mark.parametrize("make", [
     lambda b: SoftPromptGPT(b, 4),
     lambda b: PrefixGPT(b, 4),
-    lambda b: PrefixGPT(b, 4, reparam_dim=8, hidden=12),
+    lambda b: PrefixGPT(b, 4, reparam="mlp", reparam_dim=8, hidden=12),
     lambda b: BlockInputPrefixGPT(b, 4),
 ])
 def test_state_dict_holds_the_base_once_and_the_rows_once(base, make):
-    """No module registered twice: the base's weights under base.*, the method's under rows.*, nothing else."""
+    """No module registered twice: the base's weights under base.*, the method's under row_maker.*, nothing else."""
     state = make(base).state_dict()
     assert {k.removeprefix("base.") for k in state if k.startswith("base.")} == set(base.state_dict())
-    assert all(k.startswith(("base.", "rows.")) for k in state)
+    assert all(k.startswith(("base.", "row_maker.")) for k in state)
 
 
 # ---------------------------------------------------------------------------- the encoders
@@ -116,78 +117,76 @@ def test_ptuning_encoder_is_a_table_and_a_three_layer_relu_mlp():
     torch.testing.assert_close(enc(), enc.mlp(enc.embedding))  # row by row, no mixing across rows
 
 
-def test_encoder_mlp_is_still_li_and_liang(base):
-    assert isinstance(SoftPromptGPT(base, 4, reparam_dim=8, hidden=12).rows, MLPPrefix)
-    assert isinstance(SoftPromptGPT(base, 4, reparam_dim=8, hidden=12, encoder="mlp").rows, MLPPrefix)
-    assert isinstance(SoftPromptGPT(base, 4, encoder="mlp").rows, DirectPrefix)
+def test_reparam_says_which_network_makes_the_rows(base):
+    assert isinstance(SoftPromptGPT(base, 4, reparam="mlp", reparam_dim=8, hidden=12).row_maker, MLPPrefix)
+    assert isinstance(SoftPromptGPT(base, 4, reparam="mlp").row_maker, MLPPrefix)  # k = d_model, h = 512
+    assert isinstance(SoftPromptGPT(base, 4).row_maker, DirectPrefix)
+    with pytest.raises(ValueError, match="`reparam_dim` shapes the network that makes the rows; SoftPromptGPT"):
+        SoftPromptGPT(base, 4, reparam_dim=8)  # no network named: say so, don't guess
 
 
 def test_ptuning_counts_and_merge(base, idx):
     P, h = 4, 12
-    model = SoftPromptGPT(base, P, reparam_dim=D, hidden=h, encoder="ptuning")
-    assert isinstance(model.rows, PTuningEncoder)
+    model = SoftPromptGPT(base, P, hidden=h, reparam="ptuning")
+    assert isinstance(model.row_maker, PTuningEncoder)
     assert count_trainable(model) == P * D + D * h + h + h * h + h + h * D + D
     merged = model.merge()
-    assert isinstance(merged.rows, DirectPrefix)
-    assert [n for n, _ in merged.named_parameters() if not n.startswith("base.")] == ["rows.rows"]
+    assert isinstance(merged.row_maker, DirectPrefix)
+    assert [n for n, _ in merged.named_parameters() if not n.startswith("base.")] == ["row_maker.rows"]
     torch.testing.assert_close(merged(idx)[0], model(idx)[0], rtol=0, atol=1e-10)
 
 
 def test_ptuning_on_a_prefix_takes_the_prefix_width(base, idx):
     """The encoder's table is as wide as the rows: 2*L*d for a key/value prefix."""
-    model = PrefixGPT(base, 3, reparam_dim=2 * L * D, hidden=8, encoder="ptuning")
+    model = PrefixGPT(base, 3, hidden=8, reparam="ptuning")
     assert model.rows().shape == (3, 2 * L * D)
     torch.testing.assert_close(model.merge()(idx)[0], model(idx)[0], rtol=0, atol=1e-10)
-    with pytest.raises(ValueError, match=f"reparam_dim must be {2 * L * D}"):
-        PrefixGPT(base, 3, reparam_dim=D, encoder="ptuning")
 
 
 def test_ptuning_is_seeded_and_leaves_the_global_rng_alone(base):
     torch.manual_seed(123)
     state = torch.get_rng_state()
-    a = SoftPromptGPT(base, 4, reparam_dim=D, hidden=12, encoder="ptuning", seed=3)
+    a = SoftPromptGPT(base, 4, hidden=12, reparam="ptuning", seed=3)
     assert torch.equal(torch.get_rng_state(), state)
-    b = SoftPromptGPT(base, 4, reparam_dim=D, hidden=12, encoder="ptuning", seed=3)
-    c = SoftPromptGPT(base, 4, reparam_dim=D, hidden=12, encoder="ptuning", seed=4)
+    b = SoftPromptGPT(base, 4, hidden=12, reparam="ptuning", seed=3)
+    c = SoftPromptGPT(base, 4, hidden=12, reparam="ptuning", seed=4)
     torch.testing.assert_close(a.rows(), b.rows(), rtol=0, atol=0)
     assert not torch.allclose(a.rows(), c.rows())
 
 
 def test_ptuning_zero_init_starts_at_zero_and_trains(base, idx):
-    model = SoftPromptGPT(base, 4, reparam_dim=D, hidden=12, init="zero", encoder="ptuning")
+    model = SoftPromptGPT(base, 4, hidden=12, init="zero", reparam="ptuning")
     assert torch.count_nonzero(model.rows()) == 0
     model(idx, targets=idx)[1].backward()
-    assert model.rows.mlp[4].weight.grad.abs().sum() > 0  # the zeroed layer still gets a gradient
+    assert model.row_maker.mlp[4].weight.grad.abs().sum() > 0  # the zeroed layer still gets a gradient
 
 
 def test_ptuning_errors_are_clear(base):
-    with pytest.raises(ValueError, match=r"reparam_dim must be 16 .* got None"):
-        SoftPromptGPT(base, 4, encoder="ptuning")  # None would be a direct prompt: say so, don't guess
-    with pytest.raises(ValueError, match=r"reparam_dim must be 16 .* got 8"):
-        SoftPromptGPT(base, 4, reparam_dim=8, encoder="ptuning")
-    with pytest.raises(ValueError, match="unknown encoder 'lstm'; choose from mlp, ptuning"):
-        SoftPromptGPT(base, 4, reparam_dim=D, encoder="lstm")
-    with pytest.raises(ValueError, match="with the P-tuning encoder they are its output"):
-        SoftPromptGPT(base, 4, reparam_dim=D, encoder="ptuning", init="vocab")
+    with pytest.raises(ValueError, match="`reparam_dim`: the P-tuning encoder has no P' width k"):
+        SoftPromptGPT(base, 4, reparam="ptuning", reparam_dim=8)
+    with pytest.raises(ValueError, match="`reparam` 'lstm' is none of: None .*, mlp, ptuning"):
+        SoftPromptGPT(base, 4, reparam="lstm")
+    with pytest.raises(ValueError, match="`init` 'vocab' is not one of SoftPromptGPT's with a network: random, zero"):
+        SoftPromptGPT(base, 4, reparam="ptuning", init="vocab")
 
 
 def test_separate_mlp_form_makes_keys_and_values_from_two_nets_that_share_nothing(base, idx):
-    model = PrefixGPT(base, 3, reparam_dim=4, hidden=8, mlp_form="separate")
+    model = PrefixGPT(base, 3, reparam="mlp", reparam_dim=4, hidden=8, mlp_form="separate")
     kv = model.prompt()  # (L, 2, nh, P, hs)
     L, d = base.config.n_layer, base.config.d_model
     keys = kv[:, 0].permute(2, 0, 1, 3).reshape(3, L, d)
-    assert torch.allclose(keys, model.rows.mlp(model.rows.input).view(3, L, d))  # keys: the first net alone
+    assert torch.allclose(keys, model.row_maker.mlp(model.row_maker.input).view(3, L, d))  # keys: the first net alone
     keys.sum().backward()
-    untouched = [model.rows.input_2, *model.rows.mlp_2.parameters()]  # the values' net
+    untouched = [model.row_maker.input_2, *model.row_maker.mlp_2.parameters()]  # the values' net
     assert all(p.grad is None or not p.grad.any() for p in untouched)
-    assert model.rows.input.grad.abs().sum() > 0
+    assert model.row_maker.input.grad.abs().sum() > 0
     assert count_trainable(model) == METHODS["prefix-mlp"].trainable(base.config, 3, 4, 8, "separate")
     with torch.no_grad():
         assert torch.allclose(model(idx)[0], model.merge()(idx)[0], atol=1e-5)
 
 
 def test_linear_mlp_form_has_no_nonlinearity(base):
-    rows = PrefixGPT(base, 3, reparam_dim=4, hidden=8, mlp_form="linear").rows
+    rows = PrefixGPT(base, 3, reparam="mlp", reparam_dim=4, hidden=8, mlp_form="linear").row_maker
     assert isinstance(rows.mlp[1], torch.nn.Identity)
     def g(x):  # W2 W1 x: the MLP without its constant W2 b1 + b2
         return rows.mlp(x) - rows.mlp[2](rows.mlp[0].bias)
@@ -195,35 +194,35 @@ def test_linear_mlp_form_has_no_nonlinearity(base):
 
 
 def test_separate_linear_form_removes_both_the_sharing_and_the_tanh(base, idx):
-    rows = PrefixGPT(base, 3, reparam_dim=4, hidden=8, mlp_form="separate-linear").rows
+    rows = PrefixGPT(base, 3, reparam="mlp", reparam_dim=4, hidden=8, mlp_form="separate-linear").row_maker
     assert rows.chunk == base.config.d_model  # keys and values from two nets
     for mlp, x in ((rows.mlp, rows.input), (rows.mlp_2, rows.input_2)):
         assert isinstance(mlp[1], torch.nn.Identity)  # each linear
         g = lambda x, mlp=mlp: mlp(x) - mlp[2](mlp[0].bias)  # noqa: E731
         assert torch.allclose(g(2 * x), 2 * g(x), atol=1e-5)
+    built = PrefixGPT(base, 3, reparam="mlp", reparam_dim=4, hidden=8, mlp_form="separate-linear")
     assert METHODS["prefix-mlp"].trainable(base.config, 3, 4, 8, "separate-linear") == count_trainable(
-        PrefixGPT(base, 3, reparam_dim=4, hidden=8, mlp_form="separate-linear")) == METHODS["prefix-mlp"].trainable(
-        base.config, 3, 4, 8, "separate")
+        built) == METHODS["prefix-mlp"].trainable(base.config, 3, 4, 8, "separate")
     with pytest.raises(ValueError, match="'separate-linear' makes keys and values"):
-        BlockInputPrefixGPT(base, 3, reparam_dim=4, hidden=8, mlp_form="separate-linear")
+        BlockInputPrefixGPT(base, 3, reparam="mlp", reparam_dim=4, hidden=8, mlp_form="separate-linear")
 
 
 def test_normal_init_is_standard_normal_whatever_the_rows_scale(base):
-    rows = PrefixGPT(base, 8, init="normal", seed=2).rows.rows  # 8 x (2 * 2 * 16) numbers
+    rows = PrefixGPT(base, 8, init="normal", seed=2).row_maker.rows  # 8 x (2 * 2 * 16) numbers
     assert abs(rows.mean().item()) < 0.15 and 0.85 < rows.std().item() < 1.15
-    assert not torch.equal(rows, PrefixGPT(base, 8, init="normal", seed=3).rows.rows)
-    scaled = PrefixGPT(base, 8, init="random", seed=2).rows.rows  # at the scale of real tokens' keys and values
+    assert not torch.equal(rows, PrefixGPT(base, 8, init="normal", seed=3).row_maker.rows)
+    scaled = PrefixGPT(base, 8, init="random", seed=2).row_maker.rows  # at the scale of real tokens' keys and values
     assert abs(scaled.std().item() - rows.std().item()) > 0.1
 
 
 def test_mlp_forms_are_refused_where_they_mean_nothing(base):
     with pytest.raises(ValueError, match="only a key/value prefix"):
-        BlockInputPrefixGPT(base, 3, reparam_dim=4, hidden=8, mlp_form="separate")
-    with pytest.raises(ValueError, match="needs reparam_dim"):
+        BlockInputPrefixGPT(base, 3, reparam="mlp", reparam_dim=4, hidden=8, mlp_form="separate")
+    with pytest.raises(ValueError, match="PrefixGPT without a network has none"):
         PrefixGPT(base, 3, mlp_form="linear")
-    with pytest.raises(ValueError, match="unknown MLP form"):
+    with pytest.raises(ValueError, match="`mlp_form` 'wide' is not one of: shared"):
         MLPPrefix(3, 4, 8, 16, form="wide")
-    with pytest.raises(ValueError, match="--mlp-form separate.*block-prefix-mlp"):
+    with pytest.raises(ValueError, match="`mlp_form` 'separate' .* BlockInputPrefixGPT has no keys"):
         TuneConfig(method="block-prefix-mlp", mlp_form="separate")
-    with pytest.raises(ValueError, match="--mlp-form linear.*prefix has none"):
+    with pytest.raises(ValueError, match="`mlp_form` 'linear' .* PrefixGPT without a network has none"):
         TuneConfig(method="prefix", mlp_form="linear")

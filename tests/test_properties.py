@@ -19,14 +19,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import minprefix.cli
-from minprefix.artifacts import FORMAT, fingerprint, load_prompt, read_tensors, save_prompt
+from minprefix.artifacts import FORMAT, load_prompt, save_prompt
+from minprefix.files import fingerprint, read_tensors
 from minprefix.base import load_model, save_base
 from minprefix.checkpoint import Checkpoint, read_checkpoint
 from minprefix.lab.figures import close, plot_reparam, plot_sweep
 from minprefix.lab.grid import SCHEMAS, ResultStore, adopt, load_committed, read_results
 from minprefix.lab.report import write_report
 from minprefix.methods import METHODS
-from minprefix.train import build_method, make_optimizer, tune
+from minprefix.train import make_optimizer
+from minprefix.tune import build_method, tune
 
 # The same 60 cases of each test every run (derandomize: CI reproducible), each in at most 5 s (a hang fails);
 # to search wider, raise max_examples and drop derandomize.

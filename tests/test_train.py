@@ -8,7 +8,8 @@ from helpers import TOK, quick, tiny_base
 from minprefix.artifacts import load_prompt, save_prompt
 from minprefix.methods import METHODS
 from minprefix.prefix import PrefixGPT
-from minprefix.train import TuneConfig, build_method, make_optimizer, tune
+from minprefix.train import make_optimizer
+from minprefix.tune import TuneConfig, build_method, tune
 
 
 # ---------------------------------------------------------------------------- the frozen base
@@ -89,7 +90,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         tune(tiny_base(), TOK, cfg, run_dir=tmp_path, progress=False, on_step=interrupt)
     resumed, hist = tune(tiny_base(), TOK, cfg, run_dir=tmp_path, progress=False)
-    assert torch.equal(resumed.rows.rows, full.rows.rows)
+    assert torch.equal(resumed.row_maker.rows, full.row_maker.rows)
     assert [h["dev_loss"] for h in hist] == [h["dev_loss"] for h in full_hist]
 
 
@@ -104,7 +105,7 @@ def test_nan_stops_with_a_clear_message_and_keeps_the_best(tmp_path):
     model_params = []
     orig = build_method
 
-    import minprefix.train as train
+    import minprefix.tune as train
 
     def spy(b, t, c):
         m = orig(b, t, c)
@@ -133,7 +134,7 @@ def test_continue_from_an_artifact(tmp_path):
 def test_continuing_from_an_artifact_of_another_length_is_a_clear_error(tmp_path):
     base = tiny_base()
     save_prompt(PrefixGPT(base, 3), tmp_path / "p.safetensors", base)
-    with pytest.raises(ValueError, match="match --prompt-len"):
+    with pytest.raises(ValueError, match="match `prompt_len`"):
         tune(base, TOK, quick("prefix"), progress=False, init_from=tmp_path / "p.safetensors")
     with pytest.raises(ValueError, match="holds a prefix artifact; this run trains soft"):
         tune(base, TOK, quick("soft"), progress=False, init_from=tmp_path / "p.safetensors")
@@ -175,7 +176,7 @@ def test_init_text_alone_means_text_init():
 def test_a_method_too_big_is_refused_with_its_estimate_before_building(monkeypatch):
     monkeypatch.setattr(PrefixGPT, "__init__", lambda *a, **k: pytest.fail("it was built"))
     base = tiny_base(block_size=64)
-    with pytest.raises(ValueError, match="--prompt-len 64 leaves no room for tokens .* at most 63"):
+    with pytest.raises(ValueError, match="`prompt_len` 64 leaves no room for tokens .* at most 63"):
         build_method(base, TOK, quick("prefix", prompt_len=64))
     with pytest.raises(ValueError, match=r"prefix-mlp would train [\d,]+ numbers \(16 GiB in float32.*"
                                          r"over the cap of 2\*\*31"):

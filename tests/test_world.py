@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minprefix.base import PretrainConfig
+from minprefix.pretrain import PretrainConfig
 from minprefix.lexicon import LEXICON, PART_OF_SPEECH
 from minprefix.model import GPTConfig
 from minprefix.world import (

@@ -16,7 +16,8 @@ from ..config import arg, validate
 from ..methods import FULL, PREFIX, PREFIX_MLP, SOFT
 from ..model import GPT, GPTConfig, autocast
 from ..scoring import table
-from ..train import TuneConfig, make_optimizer
+from ..train import make_optimizer
+from ..tune import TuneConfig
 from .grid import run_grid
 
 
@@ -246,7 +247,7 @@ def peft_rows(cfg: BenchConfig, device, progress) -> dict:
     with torch.no_grad():  # the same prefix in both: ours is PEFT's (n_layer, 2, n_head, P, head_dim) keys and values
         cache = theirs.get_prompt(batch_size=1)
         kv = torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in cache.layers])
-        ours.rows.rows.copy_(ours.to_rows(kv))
+        ours.row_maker.rows.copy_(ours.to_rows(kv))
     idx = torch.randint(1, cfg.vocab_size, (cfg.batch_size, cfg.seq_len + 1), device=device)  # no <pad> (0)
     our_step, _ = train_step(ours, (idx[:, :-1], idx[:, 1:]), cfg.bf16, device)
     opt = make_optimizer(theirs.parameters(), 1e-4, 0.0)

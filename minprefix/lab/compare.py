@@ -8,7 +8,7 @@ it converged (the methods table's `steps`). A run ends early once its dev exact 
 (nothing is left to learn on dev); whether the others had stopped improving is reported per
 cell, with the sweep's criterion (`sweep.converged`).
 
-Studies, each a claim of a paper (see DESIGN.md for their numbers):
+Studies, each a claim of a paper (docs/references.md cites them; docs/results.md has the verdicts):
 - main table: every method on every bare and composed task;
 - low data (Li & Liang §6.3): prefix against full fine-tuning at a few training-set sizes, on every
   task of the main table;
@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm  # the text bar: in a notebook without ipywidgets, tqdm.auto warns and falls back to it
 
-from ..artifacts import fingerprint, load_prompt
+from ..artifacts import load_prompt
+from ..files import fingerprint
 from ..bank import PromptBank, ensemble_generate
 from ..config import arg, validate
 from .grid import LEGACY_BASE, ResultStore, artifact_name, cell_key, load_committed, run_grid
@@ -32,15 +33,15 @@ from ..hard_prompt import SEARCH_START, score_templates, search_prompt
 from .. import methods
 from ..methods import METHODS
 from .sweep import SweepConfig
-from ..train import TuneConfig
+from ..tune import TuneConfig
 from ..world import (BARE_TEMPLATE, COMPOSED_TASKS, NEW_SKILL_TASKS, PRETRAIN_TASKS, TUNE_TRAIN_SIZE, copy_baseline,
                      examples, hand_templates, instruction)
 
 INIT_STUDY = (methods.SOFT.name, methods.PREFIX.name)  # the direct methods whose initialization is studied
 SOFT_INITS = ("random", "vocab", "text")
 VARIANTS = {METHODS[m].label: m for m in METHODS}  # a row of the main table -> its method (at its default init)
-SOFT, PREFIX, PREFIX_DIRECT, FULL = (METHODS[m].label for m in (methods.SOFT.name, methods.PREFIX_MLP.name,
-                                                               methods.PREFIX.name, methods.FULL.name))
+SOFT_LABEL, PREFIX_MLP_LABEL, PREFIX_LABEL, FULL_LABEL = (  # rows of the main table: methods' labels, not methods
+    m.label for m in (methods.SOFT, methods.PREFIX_MLP, methods.PREFIX, methods.FULL))
 SHIFT_VARIANTS = tuple(VARIANTS)
 
 
@@ -96,11 +97,11 @@ def tune_config(cfg: CompareConfig, method: str, task: str, seed: int, **kw) -> 
 
 def study_configs(cfg: CompareConfig) -> dict[str, list[TuneConfig]]:
     """Every cell, by study. Cells shared between studies (same config) are run once."""
-    t, s, mlp = cfg.study_task, range(cfg.seeds), VARIANTS[PREFIX]
+    t, s, mlp = cfg.study_task, range(cfg.seeds), VARIANTS[PREFIX_MLP_LABEL]
     return {
         "main": [tune_config(cfg, m, task, i) for m in METHODS for task in cfg.tasks for i in s],
         "low_data": [tune_config(cfg, VARIANTS[v], task, i, n_train=n) for task in cfg.low_data_tasks
-                     for v in (PREFIX, FULL) for n in cfg.low_data for i in s],
+                     for v in (PREFIX_MLP_LABEL, FULL_LABEL) for n in cfg.low_data for i in s],
         "prompt_len": [tune_config(cfg, mlp, t, i, prompt_len=p) for p in cfg.prompt_lens for i in s],
         "depth": [tune_config(cfg, mlp, t, i, prefix_layers=layers) for layers in ("bottom", "top", "all") for i in s],
         "init": [tune_config(cfg, m, cfg.init_task, i, n_train=cfg.init_n_train, init=init)
@@ -180,7 +181,8 @@ def run_compare(base, tok, cfg: CompareConfig, runs_dir="runs/compare", device="
             "lrs": {m: METHODS[m].lr for m in METHODS}, "steps": {m: cfg.steps or METHODS[m].steps for m in METHODS},
             "untrained": untrained,
             "studies": {name: [by_key[cell_key(c)] for c in cs] for name, cs in studies.items()}}
-    data["ensemble"] = {task: ensemble(base, tok, [tune_config(cfg, VARIANTS[SOFT], task, i) for i in range(cfg.seeds)],
+    soft = VARIANTS[SOFT_LABEL]
+    data["ensemble"] = {task: ensemble(base, tok, [tune_config(cfg, soft, task, i) for i in range(cfg.seeds)],
                                        runs / "artifacts", cfg.n_test) for task in cfg.headline_tasks}
     data["seconds"] = time.time() - t0
     return data

@@ -16,7 +16,7 @@ from ..hard_prompt import score_templates
 from ..methods import FULL, METHODS, PREFIX, PREFIX_MLP, SOFT
 from ..params import count_stored, count_trainable
 from ..scoring import percent, score, table
-from ..train import TuneConfig, tune
+from ..tune import TuneConfig, tune
 from ..world import BARE_TEMPLATE, TEMPLATES, examples
 from .sweep import SweepConfig
 

@@ -21,13 +21,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm  # the text bar: in a notebook without ipywidgets, tqdm.auto warns and falls back to it
 
-from ..artifacts import fingerprint, save_prompt
-from ..files import atomic_write_text, read_json, short
+from ..artifacts import save_prompt
+from ..files import atomic_write_text, fingerprint, read_json, short
 from ..base import SHIPPED_DIR
 from ..params import count_stored, count_trainable
 from ..methods import METHODS
 from ..scoring import score
-from ..train import TuneConfig, tune
+from ..tune import TuneConfig, tune
 from ..world import examples
 
 

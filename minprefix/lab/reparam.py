@@ -26,7 +26,8 @@ from ..config import arg, validate
 from ..methods import METHODS, PREFIX, PREFIX_MLP
 from ..prompted import MLP_FORMS, MLP_HIDDEN
 from ..scoring import table
-from ..train import Run, TuneConfig, build_method, optimize
+from ..train import Run, optimize
+from ..tune import TuneConfig, build_method
 from ..world import DOWNSTREAM_TASKS, TUNE_TRAIN_SIZE, answer_batch, examples, instruction
 from .grid import load_committed, run_grid
 from .sweep import converged

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ..files import atomic_write_text
 from ..scoring import percent, table
-from .compare import FULL, INIT_STUDY, PREFIX, PREFIX_DIRECT, SHIFT_VARIANTS, SOFT, SOFT_INITS, VARIANTS
+from .compare import (FULL_LABEL, INIT_STUDY, PREFIX_LABEL, PREFIX_MLP_LABEL, SHIFT_VARIANTS, SOFT_INITS, SOFT_LABEL,
+                      VARIANTS)
 from .figures import close, plot_compare_studies, plot_compare_tasks
 from ..methods import METHODS
 from .sweep import converged
@@ -86,7 +87,7 @@ def convergence(data: dict) -> dict:
 
 def soft_singles(data: dict) -> dict[str, list[float]]:
     """Test scores of the single soft prompts that each ensemble combines, by task."""
-    return {t: [r["test"] for r in data["studies"]["main"] if variant_of(r["config"]) == SOFT
+    return {t: [r["test"] for r in data["studies"]["main"] if variant_of(r["config"]) == SOFT_LABEL
                 and r["config"]["task"] == t] for t in data["ensemble"]}
 
 
@@ -134,27 +135,27 @@ def versus(data, s, a: str, b: str, rule) -> tuple[str, dict[str, bool]]:
 
 
 def matches_full(data, s):
-    here, per_task = versus(data, s, PREFIX, FULL, lambda prefix, full: prefix >= full - MARGIN)
+    here, per_task = versus(data, s, PREFIX_MLP_LABEL, FULL_LABEL, lambda prefix, full: prefix >= full - MARGIN)
     return claim("Prefix tuning matches full fine-tuning (Li & Liang)", "E2E BLEU 70.3 (prefix, 0.1 %) vs 68.8 (full)",
                  here, per_task, f"prefix at most {100 * MARGIN:g} points behind full fine-tuning, or ahead")
 
 
 def soft_below_prefix(data, s):
-    here, per_task = versus(data, s, SOFT, PREFIX, lambda soft, prefix: soft < prefix - MARGIN)
+    here, per_task = versus(data, s, SOFT_LABEL, PREFIX_MLP_LABEL, lambda soft, prefix: soft < prefix - MARGIN)
     return claim("Embedding-only (soft prompt) is weaker than a prefix at every layer (Li & Liang)",
                  "62.2 vs 70.3 BLEU", here, per_task, f"soft prompt more than {100 * MARGIN:g} points below the prefix")
 
 
 def direct_unstable(data, s):
-    worst = {t: {v: min(seeds_of(data, v, t)) for v in (PREFIX_DIRECT, PREFIX)} for t in every_task(data)}
+    worst = {t: {v: min(seeds_of(data, v, t)) for v in (PREFIX_LABEL, PREFIX_MLP_LABEL)} for t in every_task(data)}
     diverged = sum(r["diverged"] is not None for r in data["studies"]["main"] + data["studies"]["shift"]
-                   if variant_of(r["config"]) == PREFIX_DIRECT)
+                   if variant_of(r["config"]) == PREFIX_LABEL)
     return claim("Direct optimization of the prefix is unstable; the MLP stabilizes it (Li & Liang §4.3), each at "
                  "the best lr of its own sweep", "qualitative: direct 'unstable', 'very sensitive to initialization'",
-                 "worst seed, direct vs MLP: " + ", ".join(f"{t} {percent(w[PREFIX_DIRECT])} vs {percent(w[PREFIX])}"
-                                                           for t, w in worst.items())
+                 "worst seed, direct vs MLP: " + ", ".join(
+                     f"{t} {percent(w[PREFIX_LABEL])} vs {percent(w[PREFIX_MLP_LABEL])}" for t, w in worst.items())
                  + f"; {diverged} direct runs diverged; lesson 5 maps this claim over every task and two data sizes",
-                 {t: w[PREFIX] > w[PREFIX_DIRECT] + MARGIN for t, w in worst.items()},
+                 {t: w[PREFIX_MLP_LABEL] > w[PREFIX_LABEL] + MARGIN for t, w in worst.items()},
                  f"the MLP's worst seed more than {100 * MARGIN:g} points above the direct prefix's")
 
 
@@ -167,7 +168,7 @@ def seeds_of(data, variant: str, task: str) -> list[float]:
 def low_data(data, s):
     cfg, ld = data["config"], s["low_data"]
     n, most = cfg["low_data"][0], cfg["low_data"][-1]
-    gap = {t: {m: ld[f"{PREFIX}|{t}|{m}"]["mean"] - ld[f"{FULL}|{t}|{m}"]["mean"] for m in (n, most)}
+    gap = {t: {m: ld[f"{PREFIX_MLP_LABEL}|{t}|{m}"]["mean"] - ld[f"{FULL_LABEL}|{t}|{m}"]["mean"] for m in (n, most)}
            for t in cfg["low_data_tasks"]}
     return claim(f"In low data, prefix tuning beats full fine-tuning (Li & Liang §6.3): {n} training examples",
                  "+2.9 BLEU on average over 50-500 examples",
@@ -180,7 +181,8 @@ def prompt_length(data, s):
     pl, task = s["prompt_len"], data["config"]["study_task"]
     lens = [int(p) for p in pl]
     mid = 10 if 10 in lens else lens[len(lens) // 2]
-    return claim(f"Gains flatten past a prompt length of about 10-20 (Li & Liang §7.1, Lester §3.2): {PREFIX}",
+    return claim("Gains flatten past a prompt length of about 10-20 (Li & Liang §7.1, Lester §3.2): "
+                 + PREFIX_MLP_LABEL,
                  "Li & Liang: best near 200 (summarization) / 10 (table-to-text); Lester: little past 20",
                  f"{task}: " + ", ".join(f"P={p}: {percent(pl[str(p)]['mean'])}" for p in lens),
                  {task: pl[str(lens[-1])]["mean"] - pl[str(mid)]["mean"] <= MARGIN},
@@ -189,7 +191,7 @@ def prompt_length(data, s):
 
 def depth(data, s):
     d, task = {k: v["mean"] for k, v in s["depth"].items()}, data["config"]["study_task"]
-    return claim(f"Prefixes near the output matter more; all layers are best (P-tuning v2 §4.4): {PREFIX}",
+    return claim(f"Prefixes near the output matter more; all layers are best (P-tuning v2 §4.4): {PREFIX_MLP_LABEL}",
                  "depth ablation: the layers nearest the output come close to all layers; those nearest the input "
                  "do not", f"{task}: " + ", ".join(f"{k}: {percent(d[k])}" for k in ("bottom", "top", "all")),
                  {task: d["top"] > d["bottom"] + MARGIN and d["all"] >= max(d["top"], d["bottom"]) - MARGIN},
@@ -212,15 +214,15 @@ def text_init(data, s):
 
 
 def new_skill(data, s):
-    task, prompts = NEW_SKILL_TASKS[0], [v for v in SHIFT_VARIANTS if v != FULL]
+    task, prompts = NEW_SKILL_TASKS[0], [v for v in SHIFT_VARIANTS if v != FULL_LABEL]
     means = {v: s["shift"][v]["mean"] for v in prompts}
     return claim("A prompt only biases attention outputs, so it can learn a task whose attention pattern the base "
                  f"already has, but not one that needs a new pattern (Petrov, Torr & Bibi 2024): {task} keeps "
                  "uppercase's letter-by-letter alignment and asks for a new letter map",
                  "proof for prefixes and soft prompts; tasks that need a new attention pattern stay out of reach",
                  ", ".join(f"{v} {percent(x)}" for v, x in means.items()) + f"; full fine-tuning "
-                 f"{percent(s['shift'][FULL]['mean'])}. No task here needs a new attention pattern, so the half of "
-                 "the statement that says what a prompt cannot learn is not tested",
+                 f"{percent(s['shift'][FULL_LABEL]['mean'])}. No task here needs a new attention pattern, so the half "
+                 "of the statement that says what a prompt cannot learn is not tested",
                  {task: max(means.values()) >= LEARNT},
                  f"some prompt method learns {task} (mean test exact match at least {100 * LEARNT:g} %)")
 
@@ -249,7 +251,7 @@ def search(data, s):
 
 
 def small_scale(data, s):
-    here, per_task = versus(data, s, SOFT, FULL, lambda soft, full: soft < full - MARGIN)
+    here, per_task = versus(data, s, SOFT_LABEL, FULL_LABEL, lambda soft, full: soft < full - MARGIN)
     return claim("At small scale a soft prompt falls short of full fine-tuning (Lester: they meet only near 11 B)",
                  "T5-Small SuperGLUE: prompt ~60 vs model tuning ~67; equal at XXL", here, per_task,
                  f"soft prompt more than {100 * MARGIN:g} points behind full fine-tuning")
@@ -326,19 +328,19 @@ def markdown(data: dict, s: dict, claims: list[dict]) -> str:
                   [[v, rs[0]["config"]["steps"], ", ".join(f"{100 * r['test']:.1f} %" for r in rs)]
                    for (v,), rs in shift_runs.items()])]
     ld = s["low_data"]
-    out += [f"\n## Low data ({PREFIX} and {FULL}, test)\n",
-            table(["task"] + [f"{v}, n={n}" for n in cfg["low_data"] for v in (PREFIX, FULL)],
-                  [[t] + [cell(ld[f"{v}|{t}|{n}"]) for n in cfg["low_data"] for v in (PREFIX, FULL)]
+    out += [f"\n## Low data ({PREFIX_MLP_LABEL} and {FULL_LABEL}, test)\n",
+            table(["task"] + [f"{v}, n={n}" for n in cfg["low_data"] for v in (PREFIX_MLP_LABEL, FULL_LABEL)],
+                  [[t] + [cell(ld[f"{v}|{t}|{n}"]) for n in cfg["low_data"] for v in (PREFIX_MLP_LABEL, FULL_LABEL)]
                    for t in cfg["low_data_tasks"]])]
-    out += [f"\n## Prefix length ({PREFIX}, {cfg['study_task']})\n", table(["P", "test"],
+    out += [f"\n## Prefix length ({PREFIX_MLP_LABEL}, {cfg['study_task']})\n", table(["P", "test"],
             [[p, cell(v)] for p, v in s["prompt_len"].items()])]
-    out += [f"\n## Depth ({PREFIX}, {cfg['study_task']})\n",
+    out += [f"\n## Depth ({PREFIX_MLP_LABEL}, {cfg['study_task']})\n",
             table(["layers", "test"], [[k, cell(v)] for k, v in s["depth"].items()])]
     out += [f"\n## Initialization ({cfg['init_task']}, {cfg['init_n_train']} training examples)\n",
             table(["method", "random init", "vocab init", "text init"],
                   [[m] + [cell(s["init"][f"{m}|{i}"]) for i in SOFT_INITS] for m in INIT_STUDY])]
     ens, singles = data["ensemble"], soft_singles(data)
-    out += [f"\n## Ensembling {cfg['seeds']} soft prompts ({SOFT}) in one batched pass (test)\n",
+    out += [f"\n## Ensembling {cfg['seeds']} soft prompts ({SOFT_LABEL}) in one batched pass (test)\n",
             table(["task", "mean log-prob", "majority vote", "best single prompt", "average single prompt"],
                   [[t, f"{100 * e['mean']:.1f} %", f"{100 * e['vote']:.1f} %", f"{100 * max(singles[t]):.1f} %",
                     f"{100 * statistics.fmean(singles[t]):.1f} %"] for t, e in ens.items()])]

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from ..config import arg, validate
 from ..methods import METHODS
 from ..scoring import table
-from ..train import TuneConfig
+from ..tune import TuneConfig
 from .grid import run_grid
 
 LR_GRID = tuple(round(m * 10.0**e, 10) for e in range(-5, 2) for m in (1, 3))  # 1e-5, 3e-5, ..., 10, 30

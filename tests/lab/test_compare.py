@@ -46,7 +46,7 @@ def test_compare_writes_every_output_and_a_rerun_trains_nothing(tmp_path, monkey
 
 def test_quick_preset_is_a_valid_config_and_bad_values_are_named():
     assert CompareConfig(**QUICK).steps < min(m.steps for m in METHODS.values()) and CompareConfig().steps is None
-    with pytest.raises(ValueError, match="--seeds must be at least 1"):
+    with pytest.raises(ValueError, match="`seeds` must be at least 1"):
         CompareConfig(seeds=0)
     with pytest.raises(ValueError, match="bare-sort of a study are not among --tasks"):
         CompareConfig(tasks=("bare-reverse", "reverse-upper"), headline_tasks=("reverse-upper",),
@@ -71,9 +71,9 @@ def summary_of(means: dict[str, dict[str, float]]) -> dict:
 def test_a_difference_inside_the_tie_margin_is_a_tie_on_every_claim():
     """One margin (report.MARGIN, 2 points) for every claim: a 1-point gap decides nothing either way."""
     data = {"config": {"tasks": ["bare-t", "c-t"]}}
-    s = summary_of({report.SOFT: {"bare-t": 0.90, "c-t": 0.90, "shift": 0.0},
-                    report.PREFIX: {"bare-t": 0.91, "c-t": 0.95, "shift": 0.5},
-                    report.FULL: {"bare-t": 0.92, "c-t": 0.99, "shift": 1.0}})
+    s = summary_of({report.SOFT_LABEL: {"bare-t": 0.90, "c-t": 0.90, "shift": 0.0},
+                    report.PREFIX_MLP_LABEL: {"bare-t": 0.91, "c-t": 0.95, "shift": 0.5},
+                    report.FULL_LABEL: {"bare-t": 0.92, "c-t": 0.99, "shift": 1.0}})
     below = report.soft_below_prefix(data, s)
     assert below["verdict"] == "partly" and "bare: 0 of 1; composed: 1 of 1; new skill: 1 of 1" in below["here"]
     matches = report.matches_full(data, s)  # 1 point behind on bare-t: a tie, so it matches there
@@ -81,8 +81,8 @@ def test_a_difference_inside_the_tie_margin_is_a_tie_on_every_claim():
     assert report.small_scale(data, s)["verdict"] == "partly"  # soft 2 points behind on bare-t is not "behind"
 
     def low(gap16):
-        ld = {f"{v}|t|{n}": {"mean": 0.5 + (gap16 if v == report.PREFIX and n == 16 else 0)}
-              for v in (report.PREFIX, report.FULL) for n in (16, 320)}
+        ld = {f"{v}|t|{n}": {"mean": 0.5 + (gap16 if v == report.PREFIX_MLP_LABEL and n == 16 else 0)}
+              for v in (report.PREFIX_MLP_LABEL, report.FULL_LABEL) for n in (16, 320)}
         return report.low_data({"config": {"low_data": [16, 320], "low_data_tasks": ["t"]}}, {"low_data": ld})
     assert low(0.2)["verdict"] == "holds" and low(0.01)["verdict"] == "does not hold"
 
@@ -106,10 +106,9 @@ def test_direct_unstable_compares_worst_seeds_task_by_task():
         method = next(m for m, x in METHODS.items() if x.label == variant)
         return {"config": {"method": method, "task": task}, "test": test, "diverged": None}
     seeds = {"bare-t": ([0.9, 0.0, 0.95], [0.97, 0.96, 0.98]), "c-t": ([0.99, 0.98, 0.985], [0.99, 0.99, 0.995])}
-    main = [run(v, t, x) for t, pair in seeds.items() for v, xs in zip((report.PREFIX_DIRECT, report.PREFIX), pair)
-            for x in xs]
-    shift = [run(v, "shift", x) for v, xs in ((report.PREFIX_DIRECT, [0.7, 0.0, 0.0]), (report.PREFIX, [0.9, 0.8]))
-             for x in xs]
+    direct, mlp = report.PREFIX_LABEL, report.PREFIX_MLP_LABEL
+    main = [run(v, t, x) for t, pair in seeds.items() for v, xs in zip((direct, mlp), pair) for x in xs]
+    shift = [run(v, "shift", x) for v, xs in ((direct, [0.7, 0.0, 0.0]), (mlp, [0.9, 0.8])) for x in xs]
     verdict = report.direct_unstable({"config": {"tasks": list(seeds)}, "studies": {"main": main, "shift": shift}}, {})
     # bare-t and shift: the direct prefix's worst seed is at 0; c-t: worst seeds 98 and 99, a tie
     assert verdict["verdict"] == "partly" and "bare: 1 of 1; composed: 0 of 1; new skill: 1 of 1" in verdict["here"]

@@ -9,7 +9,7 @@ from helpers import TOK, quick, tiny_base
 import minprefix.lab.grid as grid
 from minprefix.lab.grid import ResultStore, run_grid
 from minprefix.methods import METHODS
-from minprefix.train import TuneConfig
+from minprefix.tune import TuneConfig
 
 
 def test_grid_resumes_without_recomputing_a_finished_cell(tmp_path, monkeypatch):

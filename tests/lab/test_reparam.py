@@ -8,7 +8,7 @@ from minprefix.lab.figures import close, plot_reparam
 from minprefix.lab.grid import cell_key, run_grid
 from minprefix.lab.reparam import (QUICK, ReparamConfig, chosen_cells, load_results, map_cells, question_cells,
                                    reparam_markdown, run_reparam, sensitivity_cells, summary)
-from minprefix.train import TuneConfig
+from minprefix.tune import TuneConfig
 
 
 def run(dev: list[float], test: float, losses=None, steps=100) -> dict:
