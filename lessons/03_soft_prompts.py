@@ -38,7 +38,7 @@
 # - score a tuned prompt on inputs longer than any it saw, and say what the drop does and does not show;
 # - tell apart what trains and what is stored when a network (P-tuning's prompt encoder) makes the prompt.
 #
-# **Run time:** about a minute on 2 CPU cores, 57 s in the committed run (the last cell before the
+# **Run time:** about a minute on 2 CPU cores, 45 s in the committed run (the last cell before the
 # exercises prints how long this run took). With `MINPREFIX_QUICK=1` in the environment, training is
 # shortened (every cell still runs); the numbers then differ from the ones discussed here.
 

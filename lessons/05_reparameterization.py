@@ -36,7 +36,7 @@
 # design an ablation that removes one candidate explanation at a time, and merge and save a
 # reparameterized prefix.
 #
-# **Running time:** about 2 minutes on 2 CPU cores (the committed run's time is printed in the last
+# **Running time:** about a minute on 2 CPU cores (the committed run's time is printed in the last
 # cell): a few short live runs; the grids themselves (241 training runs, printed below with their
 # time) are read from `figures/reparam.json`, which `minprefix reparam` regenerates. With
 # `MINPREFIX_QUICK=1` the live runs take a handful of steps (their numbers mean nothing; the stored
