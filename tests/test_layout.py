@@ -21,10 +21,8 @@ LAYERS = [  # the house, lowest floor first: a module imports only from its own 
     {"cli", "__main__", "__init__"},
 ]
 LAB_ROOMS = [  # inside the lab floor, lowest first, the same rule
-    {"lab", "lab.grid", "lab.figures", "lab.lesson"},
-    {"lab.bench", "lab.sweep"},
-    {"lab.compare", "lab.demo", "lab.reparam"},
-    {"lab.report"},
+    {"lab", "lab.grid", "lab.figures", "lab.lesson", "lab.studies"},  # what every experiment reads
+    {"lab.bench", "lab.sweep", "lab.compare", "lab.demo", "lab.reparam", "lab.report"},  # the experiments: siblings
 ]
 MOST_FLOORS = 9
 
