@@ -55,9 +55,8 @@ from IPython.display import display
 import minprefix
 from minprefix.lab.compare import load_results as load_compare
 from minprefix.lab.figures import plot_curves
-from minprefix.lab.grid import run_grid
+from minprefix.lab.grid import converged, run_grid
 from minprefix.lab.lesson import setup, solution  # noqa: F401 (solution("6.1"): the library's answer, after yours)
-from minprefix.lab.sweep import converged
 from minprefix.methods import METHODS
 from minprefix.scoring import percent, score, table, wilson_interval
 from minprefix.tune import TuneConfig

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .model import Generator, KVCache, check_ids
+from .generate import Generator, KVCache, check_ids
 
 
 class PromptBank(nn.Module, Generator):

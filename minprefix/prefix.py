@@ -16,7 +16,8 @@ Both are trained directly (`DirectPrefix`) or through the MLP of Li & Liang §4.
 
 import torch
 
-from .model import GPT, Block, KVCache, attention_mask, check_ids, lm_loss, run_block
+from .generate import KVCache, check_ids
+from .model import GPT, Block, attention_mask, lm_loss, run_block
 from .prompted import PromptedGPT
 
 LAYERS = ("all", "bottom", "top")  # which layers wear a prefix: every one, or the first or second half

@@ -20,7 +20,7 @@ its output, and gives the same logits.
 import torch
 import torch.nn as nn
 
-from .model import GPT, Generator
+from .generate import Generator  # the base is a GPT (model.py), typed nn.Module here: this floor is below it
 
 MLP_HIDDEN = 512  # hidden width of the reparameterization MLP, as in Li & Liang's code
 INITS = ("zero", "random", "normal", "vocab", "text")  # how a direct prefix can start
@@ -137,7 +137,7 @@ class PromptedGPT(nn.Module, Generator):
     at_every_block = False  # True for a prefix: rows at every block, so a subset of layers can wear them
     keys_and_values = False  # True for a key/value prefix: each layer's d_model keys, then d_model values
 
-    def __init__(self, base: GPT, prompt_len: int, *, reparam: str | None = None, reparam_dim: int | None = None,
+    def __init__(self, base: nn.Module, prompt_len: int, *, reparam: str | None = None, reparam_dim: int | None = None,
                  hidden: int | None = None, init: str | None = None, init_ids: list[int] | None = None, seed: int = 0,
                  mlp_form: str = "shared"):
         super().__init__()
@@ -179,7 +179,7 @@ class PromptedGPT(nn.Module, Generator):
         return rows
 
     @classmethod
-    def from_rows(cls, base: GPT, rows: torch.Tensor, **kwargs):
+    def from_rows(cls, base: nn.Module, rows: torch.Tensor, **kwargs):
         """A direct prefix holding the given (P, width) rows (kwargs: the subclass's own, e.g. layers)."""
         width = cls.width(base.config)
         if rows.dim() != 2 or rows.size(1) != width:

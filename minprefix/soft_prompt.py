@@ -9,7 +9,8 @@ start at position P. The rows can also be a small network's output: Li & Liang's
 
 import torch
 
-from .model import GPT, KVCache, check_ids, lm_loss
+from .generate import KVCache, check_ids
+from .model import GPT, lm_loss
 from .prompted import PromptedGPT
 
 

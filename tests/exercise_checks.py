@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from minprefix.bank import PromptBank
 from minprefix.hard_prompt import rank_candidates
-from minprefix.model import GPT, GPTConfig, KVCache, attention_mask
+from minprefix.generate import KVCache
+from minprefix.model import GPT, GPTConfig, attention_mask
 from minprefix.params import base_params, count_trainable
 from minprefix.prefix import BlockInputPrefixGPT, PrefixBlock, PrefixGPT, rows_to_kv
 from minprefix.prompted import DirectPrefix, MLPPrefix

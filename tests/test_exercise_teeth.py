@@ -281,7 +281,7 @@ def prefix_cache_without_the_batch(model, batch_size):
 
 def prefix_cache_on_every_layer(model, batch_size):
     """Every layer gets rows, including those the prefix is not worn on."""
-    from minprefix.model import KVCache
+    from minprefix.generate import KVCache
 
     cache, kv = KVCache(model.config.n_layer), model.prefix_kv().detach()
     cache.layers = [(kv[i, 0].expand(batch_size, -1, -1, -1), kv[i, 1].expand(batch_size, -1, -1, -1))

@@ -10,9 +10,10 @@ from minprefix.methods import METHODS
 
 PACKAGE = Path(__file__).resolve().parent.parent / "minprefix"
 LAYERS = [  # the house, lowest floor first: a module imports only from its own floor or those below it (no cycle)
-    {"config", "distributed", "lexicon", "files"},  # settings and io: nothing of the package below them
-    {"model", "world", "checkpoint"},  # the regular GPT, the tiny world, a run's checkpoint
-    {"scoring", "params", "prompted", "train", "base", "bank"},  # ... the loop, the shipped base
+    {"config", "distributed", "lexicon", "files", "generate"},  # settings, io, decoding: nothing of the package below
+    {"model", "world", "checkpoint", "prompted", "bank"},  # the regular GPT, the tiny world, a run's checkpoint, the
+    # prompted base and the prompt bank (each needs only generate.py: it wears a GPT without importing model.py)
+    {"scoring", "params", "train", "base"},  # ... the loop, the shipped base
     {"soft_prompt", "prefix", "pretrain", "hard_prompt"},  # where the rows enter; making the base
     {"methods"},  # the one table
     {"artifacts"},  # the prompt format
@@ -21,10 +22,8 @@ LAYERS = [  # the house, lowest floor first: a module imports only from its own 
     {"cli", "__main__", "__init__"},
 ]
 LAB_ROOMS = [  # inside the lab floor, lowest first, the same rule
-    {"lab", "lab.grid", "lab.figures", "lab.lesson"},
-    {"lab.bench", "lab.sweep"},
-    {"lab.compare", "lab.demo", "lab.reparam"},
-    {"lab.report"},
+    {"lab", "lab.grid", "lab.figures", "lab.lesson", "lab.studies"},  # what every experiment reads
+    {"lab.bench", "lab.sweep", "lab.compare", "lab.demo", "lab.reparam", "lab.report"},  # the experiments: siblings
 ]
 MOST_FLOORS = 9
 
@@ -84,6 +83,19 @@ def test_the_house_has_at_most_nine_floors():
         return 1 + max((height(d, seen + (m,)) for d in graph.get(m, ()) if d not in seen), default=0)
     assert len(LAYERS) <= MOST_FLOORS
     assert height("cli") <= MOST_FLOORS, f"the command stands on {height('cli')} floors"
+
+
+def test_the_house_drawn_module_by_module_has_at_most_nine_floors():
+    """Every module its own floor, the lab's included: the longest chain of imports from the command down is at
+    most MOST_FLOORS modules (e.g. config <- model <- prefix <- methods <- artifacts <- tune <- lab.grid <-
+    lab.compare <- cli). (`__main__` is the door, not a floor.)"""
+    def chain(m, seen=()):
+        """The longest import chain that starts at m, m first."""
+        below = [chain(d, seen + (m,)) for d in GRAPH.get(m, ()) if d != m and d not in seen]
+        return [m] + max(below, key=len, default=[])
+    longest = chain("cli")
+    assert len(longest) <= MOST_FLOORS, f"the command stands on {len(longest)} floors: " + " <- ".join(longest[::-1])
+    assert len(LAB_ROOMS) == 2  # the lab is two floors of the nine: what the experiments read, then the experiments
 
 
 def test_the_loop_knows_nothing_of_what_it_trains():

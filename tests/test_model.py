@@ -10,7 +10,8 @@ from helpers import TOK, tiny_base, tiny_config
 
 from minprefix.base import load_base, load_model, save_base
 from minprefix.methods import METHODS
-from minprefix.model import CausalSelfAttention, KVCache, attention_mask, pick_device
+from minprefix.generate import KVCache, Reserved
+from minprefix.model import CausalSelfAttention, attention_mask, pick_device
 
 
 def reference_attention(attn: CausalSelfAttention, x, past_kv=None, top_left=False):
@@ -283,7 +284,7 @@ def test_pick_device_names_the_valid_devices():
 @torch.no_grad()
 def test_a_reserved_cache_writes_new_rows_in_place_and_reads_like_concatenation():
     """KVCache.reserve: later rows go into one buffer (no copy of the past), read as torch.cat would give them."""
-    from minprefix.model import Reserved, extend
+    from minprefix.model import extend
 
     g = torch.Generator().manual_seed(0)
     k, v = torch.randn(2, 2, 3, 4, generator=g), torch.randn(2, 2, 3, 4, generator=g)
@@ -331,4 +332,4 @@ def test_generate_appends_each_new_token_into_the_reserved_buffers(monkeypatch):
     model.generate(torch.randint(2, 104, (1, 5), generator=torch.Generator().manual_seed(0)), 6, top_k=1)
     n_layer = model.config.n_layer
     assert seen[:n_layer] == [tuple] * n_layer  # the prompt: the prefix rows, concatenated once
-    assert seen[n_layer:] == [model_module.Reserved] * (5 * n_layer)  # 5 more forwards for 6 tokens
+    assert seen[n_layer:] == [Reserved] * (5 * n_layer)  # 5 more forwards for 6 tokens

@@ -2,7 +2,8 @@
 
 import torch
 
-from minprefix.model import Block, KVCache
+from minprefix.generate import KVCache
+from minprefix.model import Block
 
 
 def prefix_block(block: Block, x: torch.Tensor, prefix_kv: torch.Tensor) -> torch.Tensor:

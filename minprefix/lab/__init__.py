@@ -1,6 +1,9 @@
 """The lab: experiment machinery built on the teaching core, never imported by it.
 
-- `grid`: a resumable grid of tuning runs, run in parallel processes
+Two rooms, the lower first: what every experiment reads, then the experiments (each imports only the first room).
+
+- `grid`: a resumable grid of tuning runs, run in parallel processes, and whether finished runs converged
+- `studies`: the rows and studies of `compare`, named once for it and its report
 - `compare`: the papers' claims measured on the tiny world (one grid); `report` turns its data into tables,
   verdicts and figures
 - `sweep`: each method's learning rate, swept until its best is inside the range (the defaults)

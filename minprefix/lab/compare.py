@@ -6,7 +6,7 @@ in the same results folder. Every method runs at its default learning rate: the 
 `minprefix sweep`, which brackets it (figures/sweep.md), for the steps at which that sweep found
 it converged (the methods table's `steps`). A run ends early once its dev exact match is 100 %
 (nothing is left to learn on dev); whether the others had stopped improving is reported per
-cell, with the sweep's criterion (`sweep.converged`).
+cell, with the sweep's criterion (`grid.converged`).
 
 Studies, each a claim of a paper (docs/references.md cites them; docs/results.md has the verdicts):
 - main table: every method on every bare and composed task;
@@ -28,22 +28,13 @@ from ..artifacts import load_prompt
 from ..files import fingerprint
 from ..bank import PromptBank, ensemble_generate
 from ..config import arg, validate
-from .grid import LEGACY_BASE, ResultStore, artifact_name, cell_key, load_committed, run_grid
+from .grid import EVAL_EVERY, LEGACY_BASE, TOLERANCE, ResultStore, artifact_name, cell_key, load_committed, run_grid
 from ..hard_prompt import SEARCH_START, score_templates, search_prompt
-from .. import methods
 from ..methods import METHODS
-from .sweep import SweepConfig
+from .studies import FULL_LABEL, INIT_STUDY, PREFIX_MLP_LABEL, SOFT_INITS, SOFT_LABEL, VARIANTS
 from ..tune import TuneConfig
 from ..world import (BARE_TEMPLATE, COMPOSED_TASKS, NEW_SKILL_TASKS, PRETRAIN_TASKS, TUNE_TRAIN_SIZE, copy_baseline,
                      examples, hand_templates, instruction)
-
-INIT_STUDY = (methods.SOFT.name, methods.PREFIX.name)  # the direct methods whose initialization is studied
-SOFT_INITS = ("random", "vocab", "text")
-VARIANTS = {METHODS[m].label: m for m in METHODS}  # a row of the main table -> its method (at its default init)
-SOFT_LABEL, PREFIX_MLP_LABEL, PREFIX_LABEL, FULL_LABEL = (  # rows of the main table: methods' labels, not methods
-    m.label for m in (methods.SOFT, methods.PREFIX_MLP, methods.PREFIX, methods.FULL))
-SHIFT_VARIANTS = tuple(VARIANTS)
-
 
 @dataclass
 class CompareConfig:
@@ -51,7 +42,7 @@ class CompareConfig:
                             "which its sweep converged)", low=1)
     seeds: int = arg(3, "seeds per cell, on every task and in every study", low=1, high=100)
     shift_factor: int = arg(1, "the new-skill task gets this many times the steps", low=1, high=100)
-    eval_every: int = arg(SweepConfig().eval_every, "steps between dev evaluations", low=1)
+    eval_every: int = arg(EVAL_EVERY, "steps between dev evaluations", low=1)
     stop_at: float = arg(1.0, "a run ends at the first dev evaluation with this exact match", above=0, high=1.0)
     n_dev: int = arg(200, "dev examples per task (at most)", low=1, high=10_000)
     n_test: int = arg(200, "test examples per task (at most)", low=1, high=10_000)
@@ -59,7 +50,7 @@ class CompareConfig:
     workers: int = arg(2, "processes that run cells at once", low=1, high=64)
     compile: bool = arg(False, "torch.compile each run's training step (pays on long runs on a GPU; not on the "
                         "tiny world's short CPU runs: see `minprefix bench --compile`)")
-    tolerance: float = arg(SweepConfig().tolerance, "converged: the best-so-far dev score rose at most this over "
+    tolerance: float = arg(TOLERANCE, "converged: the best-so-far dev score rose at most this over "
                            "the last quarter of the steps", low=0.0, high=1.0)
     tasks: tuple = tuple(f"bare-{t}" for t in PRETRAIN_TASKS) + COMPOSED_TASKS
     headline_tasks: tuple = ("bare-reverse", "reverse-upper")  # lesson 6's and the demo's; their prompts ensembled

@@ -12,19 +12,19 @@
 import time
 
 from .figures import close, plot_curves
+from .grid import GRID_STEPS
 from ..hard_prompt import score_templates
 from ..methods import FULL, METHODS, PREFIX, PREFIX_MLP, SOFT
 from ..params import count_stored, count_trainable
 from ..scoring import percent, score, table
 from ..tune import TuneConfig, tune
 from ..world import BARE_TEMPLATE, TEMPLATES, examples
-from .sweep import SweepConfig
 
 DEMO_TASKS = ("bare-reverse", "reverse-upper")
 DEMO_METHODS = tuple(m.name for m in (FULL, SOFT, PREFIX_MLP, PREFIX))
 
 
-DEMO_STEPS = SweepConfig().steps  # one budget for all: the default of full, soft and prefix-mlp (prefix: 1,600)
+DEMO_STEPS = GRID_STEPS  # one budget for all: the default of full, soft and prefix-mlp (prefix: 1,600)
 
 
 def run_demo(base_and_tok, device="cpu", figure="figures/demo.png", steps=DEMO_STEPS, tasks=DEMO_TASKS,

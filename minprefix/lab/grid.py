@@ -3,6 +3,10 @@
 Lessons 5 and 6 run small grids with it (seeds x learning rates, methods x tasks), and so does
 `minprefix compare`. A results file makes a grid resumable: every finished cell is written at
 once (atomically), and a rerun skips it. Cells can run in several processes at once.
+
+Reading finished runs is here too: the best-so-far dev curve and whether it had converged, the
+criterion that `minprefix sweep`, `compare` and `reparam` share, with its defaults (GRID_STEPS,
+EVAL_EVERY, TOLERANCE).
 """
 
 import copy
@@ -271,3 +275,31 @@ def summarize(results: list[dict], by: tuple[str, ...], value: str = "dev") -> l
     return [{**dict(zip(by, key)), "n": len(v), "mean": statistics.fmean(v),
              "std": statistics.stdev(v) if len(v) > 1 else 0.0, "min": min(v), "max": max(v)}
             for key, v in groups.items()]
+
+
+# ---------------------------------------------------------------------------- reading finished runs
+
+GRID_STEPS = 800  # optimizer steps of a sweep's first round (the default of full, soft and prefix-mlp)
+EVAL_EVERY = 100  # steps between dev evaluations
+TOLERANCE = 0.01  # converged: the best-so-far dev score rose at most this over the last quarter of the steps
+
+
+def best_so_far(results: list[dict]) -> list[tuple[int, float]]:
+    """(step, mean over runs of the best dev exact match up to that step); diverged runs count 0, and a run
+    that ended early (`TuneConfig.stop_at`) keeps its last best."""
+    steps = max(([h["step"] for h in r["history"]] for r in results), key=len, default=[])
+    curve = []
+    for i, step in enumerate(steps):
+        curve.append((step, statistics.fmean(max((h["dev_exact_match"] for h in r["history"][:i + 1]), default=0.0)
+                                             for r in results)))
+    return curve
+
+
+def converged(results: list[dict], steps: int, tolerance: float) -> dict:
+    """Whether the runs' best-so-far curve rose by at most `tolerance` over the last quarter of `steps`."""
+    curve = best_so_far(results)
+    if not curve:
+        return {"converged": False, "rise": None}
+    at = max((v for s, v in curve if s <= 0.75 * steps), default=curve[0][1])
+    rise = curve[-1][1] - at
+    return {"converged": rise <= tolerance + 1e-9, "rise": rise}  # 1e-9: a rise of exactly 1 point is 1 point

@@ -29,8 +29,7 @@ from ..scoring import table
 from ..train import Run, optimize
 from ..tune import TuneConfig, build_method
 from ..world import DOWNSTREAM_TASKS, TUNE_TRAIN_SIZE, answer_batch, examples, instruction
-from .grid import load_committed, run_grid
-from .sweep import converged
+from .grid import TOLERANCE, converged, load_committed, run_grid
 
 PAIR = (PREFIX.name, PREFIX_MLP.name)  # the direct prefix and Li & Liang's, compared everywhere
 LOW = 0.10  # a run whose test score ends below this has failed (the "runs below 10 %" column)
@@ -118,7 +117,7 @@ def summary(results: list[dict]) -> dict:
             "dev": statistics.fmean(r["dev"] for r in results), "below": sum(t < LOW for t in test),
             "best_dev_loss": statistics.fmean(losses) if losses else None,
             "diverged": sum(r["diverged"] is not None for r in results), "n": len(results),
-            "converged": converged(results, results[0]["config"]["steps"], 0.01)["converged"],
+            "converged": converged(results, results[0]["config"]["steps"], TOLERANCE)["converged"],
             "trainable": results[0].get("trainable"), **speed}
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from ..files import atomic_write_text
 from ..scoring import percent, table
-from .compare import (FULL_LABEL, INIT_STUDY, PREFIX_LABEL, PREFIX_MLP_LABEL, SHIFT_VARIANTS, SOFT_INITS, SOFT_LABEL,
-                      VARIANTS)
 from .figures import close, plot_compare_studies, plot_compare_tasks
+from .grid import converged
 from ..methods import METHODS
-from .sweep import converged
+from .studies import (FULL_LABEL, INIT_STUDY, PREFIX_LABEL, PREFIX_MLP_LABEL, SHIFT_VARIANTS, SOFT_INITS, SOFT_LABEL,
+                      VARIANTS)
 from ..world import NEW_SKILL_TASKS
 
 UNTRAINED = ("copy baseline", "base, bare input", "hand-written template", "discrete search start", "discrete search")
@@ -74,7 +74,7 @@ def summarize(data: dict) -> dict:
 def convergence(data: dict) -> dict:
     """Per cell (study, method, task and the study's setting): did its runs stop improving on dev?
 
-    The sweep's criterion (`sweep.converged`) on the mean over seeds of the best-so-far dev score; a
+    The sweep's criterion (`grid.converged`) on the mean over seeds of the best-so-far dev score; a
     run that ended early at 100 % dev keeps that score to the end.
     """
     out = {}

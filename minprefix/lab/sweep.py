@@ -7,10 +7,11 @@ what was run, the next point beyond that end is added (rounds, so every method's
 together). A point's score is the mean best dev exact match over the tasks and seeds (a diverged
 run counts 0); ties go to the lower mean dev loss.
 
-Converged: a run keeps the best dev score it has seen, so the mean of that best-so-far curve over
-seeds and tasks can only rise; a method counts as converged at its best learning rate when the
-curve rose by at most `tolerance` over the last quarter of the steps. A method that has not is
-swept again at twice the steps (up to `max_steps`), so its default is chosen where it has learned.
+Converged (`grid.converged`): a run keeps the best dev score it has seen, so the mean of that
+best-so-far curve over seeds and tasks can only rise; a method counts as converged at its best
+learning rate when the curve rose by at most `tolerance` over the last quarter of the steps. A
+method that has not is swept again at twice the steps (up to `max_steps`), so its default is
+chosen where it has learned.
 """
 
 import math
@@ -21,19 +22,19 @@ from ..config import arg, validate
 from ..methods import METHODS
 from ..scoring import table
 from ..tune import TuneConfig
-from .grid import run_grid
+from .grid import EVAL_EVERY, GRID_STEPS, TOLERANCE, best_so_far, converged, run_grid
 
 LR_GRID = tuple(round(m * 10.0**e, 10) for e in range(-5, 2) for m in (1, 3))  # 1e-5, 3e-5, ..., 10, 30
 
 
 @dataclass
 class SweepConfig:
-    steps: int = arg(800, "optimizer steps of every run", low=4)
+    steps: int = arg(GRID_STEPS, "optimizer steps of every run", low=4)
     seeds: int = arg(3, "seeds per learning rate", low=1, high=100)
-    eval_every: int = arg(100, "steps between dev evaluations", low=1)
+    eval_every: int = arg(EVAL_EVERY, "steps between dev evaluations", low=1)
     n_dev: int = arg(200, "dev examples per task (at most)", low=1, high=10_000)
     n_test: int = arg(200, "test examples per task (at most)", low=1, high=10_000)
-    tolerance: float = arg(0.01, "largest rise of the best-so-far dev score over the last quarter, if converged",
+    tolerance: float = arg(TOLERANCE, "largest rise of the best-so-far dev score over the last quarter, if converged",
                            low=0.0, high=1.0)
     max_steps: int = arg(1600, "a method not converged at its best is swept again at twice the steps, up to this",
                          low=1)
@@ -65,26 +66,6 @@ def point_score(results: list[dict]) -> tuple:
     """How points are ranked: mean best dev exact match, then the lower mean dev loss."""
     losses = [min(h["dev_loss"] for h in r["history"]) if r["history"] else float("inf") for r in results]
     return statistics.fmean(r["dev"] for r in results), -statistics.fmean(losses)
-
-
-def best_so_far(results: list[dict]) -> list[tuple[int, float]]:
-    """(step, mean over runs of the best dev exact match up to that step); diverged runs count 0, and a run
-    that ended early (`TuneConfig.stop_at`) keeps its last best."""
-    steps = max(([h["step"] for h in r["history"]] for r in results), key=len, default=[])
-    curve = []
-    for i, step in enumerate(steps):
-        curve.append((step, statistics.fmean(max((h["dev_exact_match"] for h in r["history"][:i + 1]), default=0.0)
-                                             for r in results)))
-    return curve
-
-
-def converged(results: list[dict], steps: int, tolerance: float) -> dict:
-    curve = best_so_far(results)
-    if not curve:
-        return {"converged": False, "rise": None}
-    at = max((v for s, v in curve if s <= 0.75 * steps), default=curve[0][1])
-    rise = curve[-1][1] - at
-    return {"converged": rise <= tolerance + 1e-9, "rise": rise}  # 1e-9: a rise of exactly 1 point is 1 point
 
 
 def around(i: int) -> list[int]:

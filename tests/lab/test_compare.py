@@ -6,7 +6,7 @@ import re
 import pytest
 from helpers import TOK, tiny_base
 
-from minprefix.lab import grid, report
+from minprefix.lab import grid, report, studies
 from minprefix.lab.compare import QUICK, CompareConfig, run_compare
 from minprefix.lab.report import write_report
 from minprefix.methods import METHODS
@@ -71,9 +71,9 @@ def summary_of(means: dict[str, dict[str, float]]) -> dict:
 def test_a_difference_inside_the_tie_margin_is_a_tie_on_every_claim():
     """One margin (report.MARGIN, 2 points) for every claim: a 1-point gap decides nothing either way."""
     data = {"config": {"tasks": ["bare-t", "c-t"]}}
-    s = summary_of({report.SOFT_LABEL: {"bare-t": 0.90, "c-t": 0.90, "shift": 0.0},
-                    report.PREFIX_MLP_LABEL: {"bare-t": 0.91, "c-t": 0.95, "shift": 0.5},
-                    report.FULL_LABEL: {"bare-t": 0.92, "c-t": 0.99, "shift": 1.0}})
+    s = summary_of({studies.SOFT_LABEL: {"bare-t": 0.90, "c-t": 0.90, "shift": 0.0},
+                    studies.PREFIX_MLP_LABEL: {"bare-t": 0.91, "c-t": 0.95, "shift": 0.5},
+                    studies.FULL_LABEL: {"bare-t": 0.92, "c-t": 0.99, "shift": 1.0}})
     below = report.soft_below_prefix(data, s)
     assert below["verdict"] == "partly" and "bare: 0 of 1; composed: 1 of 1; new skill: 1 of 1" in below["here"]
     matches = report.matches_full(data, s)  # 1 point behind on bare-t: a tie, so it matches there
@@ -81,13 +81,13 @@ def test_a_difference_inside_the_tie_margin_is_a_tie_on_every_claim():
     assert report.small_scale(data, s)["verdict"] == "partly"  # soft 2 points behind on bare-t is not "behind"
 
     def low(gap16):
-        ld = {f"{v}|t|{n}": {"mean": 0.5 + (gap16 if v == report.PREFIX_MLP_LABEL and n == 16 else 0)}
-              for v in (report.PREFIX_MLP_LABEL, report.FULL_LABEL) for n in (16, 320)}
+        ld = {f"{v}|t|{n}": {"mean": 0.5 + (gap16 if v == studies.PREFIX_MLP_LABEL and n == 16 else 0)}
+              for v in (studies.PREFIX_MLP_LABEL, studies.FULL_LABEL) for n in (16, 320)}
         return report.low_data({"config": {"low_data": [16, 320], "low_data_tasks": ["t"]}}, {"low_data": ld})
     assert low(0.2)["verdict"] == "holds" and low(0.01)["verdict"] == "does not hold"
 
     def text_best(random, vocab, text):
-        s = {"init": {f"{m}|{i}": {"mean": x} for m in report.INIT_STUDY
+        s = {"init": {f"{m}|{i}": {"mean": x} for m in studies.INIT_STUDY
                       for i, x in (("random", random), ("vocab", vocab), ("text", text))}}
         return report.text_init({"config": {"init_n_train": 16, "init_task": "bare-t"}}, s)["verdict"]
     assert text_best(0.5, 0.9, 0.895) == "holds"  # half a point behind vocab: a tie with the best
@@ -106,7 +106,7 @@ def test_direct_unstable_compares_worst_seeds_task_by_task():
         method = next(m for m, x in METHODS.items() if x.label == variant)
         return {"config": {"method": method, "task": task}, "test": test, "diverged": None}
     seeds = {"bare-t": ([0.9, 0.0, 0.95], [0.97, 0.96, 0.98]), "c-t": ([0.99, 0.98, 0.985], [0.99, 0.99, 0.995])}
-    direct, mlp = report.PREFIX_LABEL, report.PREFIX_MLP_LABEL
+    direct, mlp = studies.PREFIX_LABEL, studies.PREFIX_MLP_LABEL
     main = [run(v, t, x) for t, pair in seeds.items() for v, xs in zip((direct, mlp), pair) for x in xs]
     shift = [run(v, "shift", x) for v, xs in ((direct, [0.7, 0.0, 0.0]), (mlp, [0.9, 0.8])) for x in xs]
     verdict = report.direct_unstable({"config": {"tasks": list(seeds)}, "studies": {"main": main, "shift": shift}}, {})

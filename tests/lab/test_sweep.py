@@ -8,7 +8,8 @@ import pytest
 from helpers import TOK, tiny_base
 
 import minprefix.lab.sweep as sweep
-from minprefix.lab.sweep import LR_GRID, QUICK, SweepConfig, converged, nearest, run_sweep, sweep_markdown
+from minprefix.lab.grid import converged
+from minprefix.lab.sweep import LR_GRID, QUICK, SweepConfig, nearest, run_sweep, sweep_markdown
 from minprefix.methods import METHODS
 
 FIGURES = Path(__file__).resolve().parents[2] / "figures"
