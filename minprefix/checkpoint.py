@@ -35,8 +35,9 @@ class Checkpoint:
         self.config = json.loads(json.dumps(asdict(cfg)))  # as JSON would give it back
         self.depends = depends or {}  # e.g. the base's fingerprint, the sha256 of an init_from file
 
-    def resume(self, model, opt, state: dict, device) -> int:
-        """The step to start from: 0, or the saved one with weights, optimizer and state restored."""
+    def resume(self, model, opt, state: dict, device, check_state=None) -> int:
+        """The step to start from: 0, or the saved one with weights, optimizer and state restored.
+        check_state(saved state) says what is wrong with the caller's saved state, or None."""
         if self.path is None:
             return 0
         if not self.path.exists():
@@ -66,6 +67,10 @@ class Checkpoint:
         if wrong is not None:
             raise ValueError(f"{self.path} is damaged or of another model: {wrong} does not fit this run; delete "
                              "it to start over (best.safetensors, if any, is kept)")
+        wrong = check_state(ckpt["state"]) if check_state is not None else None
+        if wrong is not None:
+            raise ValueError(f"{self.path} is damaged or of another run: {wrong}; delete it to start over "
+                             "(best.safetensors, if any, is kept)")
         model.load_state_dict(ckpt["trainable"], strict=False)
         state.update(ckpt["state"])
         return ckpt["step"]

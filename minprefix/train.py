@@ -76,6 +76,7 @@ class Run:
     on_step: Callable | None = None  # on_step(step, loss) after every step (tests interrupt runs with it)
     depends: dict = field(default_factory=dict)  # what a resume must find unchanged besides the config
     stop: Callable | None = None  # stop() -> True ends the run early (checked after each on_eval)
+    check_state: Callable | None = None  # check_state(saved state) -> what is wrong with it, or None (on resume)
 
 
 def optimize(model, cfg: LoopConfig, run: Run):
@@ -100,7 +101,7 @@ def train_loop(model, cfg: LoopConfig, run: Run):
     if cfg.compile:  # the same module, its forward (and so backward) compiled; dev scoring stays eager
         train_model = torch.compile(train_model)
     checkpoint = Checkpoint(run.run_dir, cfg, run.depends)
-    step = checkpoint.resume(model, opt, run.state, run.device)
+    step = checkpoint.resume(model, opt, run.state, run.device, run.check_state)
     evaluate = run.on_eval or (lambda step, loss: None)
     shown = (evaluate(0, None) or {}) if step == 0 else {}  # the untrained model: where every curve starts
     model.train()

@@ -92,6 +92,25 @@ def build_method(base: GPT, tok: Tokenizer, cfg: TuneConfig):
                                      mlp_form=cfg.mlp_form)
 
 
+def damaged_state(saved: dict, model) -> str | None:
+    """What is wrong with the tuning state a checkpoint brings back (the dev history, the best weights so far), or
+    None: a resumed run reads both at its next evaluation and at the end."""
+    numbers = (int, float)
+    history, best = saved.get("history"), saved.get("best")
+    if not isinstance(history, list) or not all(
+            isinstance(h, dict) and isinstance(h.get("step"), int) and isinstance(h.get("dev_exact_match"), numbers)
+            and isinstance(h.get("dev_loss"), numbers) for h in history):
+        return "its dev history is not a list of evaluations"
+    if not (isinstance(best, dict) and isinstance(best.get("step"), int) and isinstance(best.get("dev"), dict)
+            and all(isinstance(best["dev"].get(k), numbers) for k in ("exact_match", "loss"))):
+        return "its best step is missing or not a step with its dev score"
+    want = {k: v.shape for k, v in trainable_state(model).items()}
+    weights = best.get("weights")
+    if not isinstance(weights, dict) or {k: getattr(v, "shape", None) for k, v in weights.items()} != want:
+        return "its best weights are not this model's trainable weights"
+    return None
+
+
 def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu", progress=True,
          init_from=None, on_step=None):
     """Train cfg.method on cfg.task; returns (model with the best dev weights, history).
@@ -131,7 +150,7 @@ def tune(base: GPT, tok: Tokenizer, cfg: TuneConfig, run_dir=None, device="cpu",
     try:
         optimize(model, cfg, Run(cfg.peak_lr, batch, cfg.eval_every, run_dir, device, on_eval, state,
                                  f"{cfg.method} on {cfg.task}", progress, on_step, depends,
-                                 stop=lambda: state.get("stop", False)))
+                                 stop=lambda: state.get("stop", False), check_state=lambda s: damaged_state(s, model)))
     finally:
         gpt.grad_checkpointing = False
     for k, v in base.state_dict().items():  # the promise of every method here: the base is never modified

@@ -542,6 +542,28 @@ def sigterm() -> str:
 case("tune: SIGTERM saves and says interrupted")((sigterm, None))
 
 
+def resumed_with(edit):
+    """tune resumed from a copy of RUN whose checkpoint's tuning state was edited and signed again."""
+    def run() -> str:
+        folder = fresh()
+        folder.mkdir()
+        info, tensors = read_tensors(CKPT)
+        info.pop("sha256"), info.pop("covers", None)
+        tensors = dict(tensors)
+        edit(info, tensors)
+        write_tensors(tensors, info, folder / "checkpoint.safetensors")
+        _, history = tune(BASE, TOK, quick("soft", steps=4), run_dir=folder, progress=False)
+        return "silent"
+    return run
+
+
+for label, edit in (("history a string", lambda i, t: i["state"].update(history="x")),
+                    ("best removed", lambda i, t: i["state"].update(best=None)),
+                    ("best weights of another shape", lambda i, t: t.update(
+                        {k: torch.zeros(3) for k in t if k.startswith("/state/best/weights/")}))):
+    case(f"tune: resumed from a checkpoint whose {label} (signed again)")((resumed_with(edit), None))
+
+
 def other_tokenizer() -> str:
     """The same characters in another order: every id would mean another character."""
     other = type(TOK)(TOK.characters[::-1])

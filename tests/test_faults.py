@@ -389,3 +389,23 @@ def test_a_base_whose_tokenizer_field_is_wrong_is_one_error_naming_the_field(tmp
     (tmp_path / "config.json").write_text(json.dumps({**info, "tokenizer": chars}))
     with pytest.raises(ValueError, match="config.json: field 'tokenizer' must be a string of 102 distinct"):
         load_model(tmp_path)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda info, t: info["state"].update(history="x"),
+    lambda info, t: info["state"].update(best=None),
+    lambda info, t: info["state"]["best"].update(dev={"exact_match": "all"}),
+    lambda info, t: t.update({k: torch.zeros(3) for k in t if k.startswith("/state/best/weights/")}),
+], ids=["history not a list", "no best", "best's dev score not a number", "best weights of another shape"])
+def test_a_checkpoint_whose_tuning_state_is_damaged_is_refused_on_resume(tmp_path, edit):
+    """A checkpoint edited and signed again (its checksum right): the dev history and best weights a resumed run
+    reads are checked on resume, not found broken at its next evaluation or its end."""
+    cfg = quick("prefix", steps=4, eval_every=2)
+    tune(tiny_base(), TOK, cfg, tmp_path, progress=False)
+    path = tmp_path / "checkpoint.safetensors"
+    info, tensors = read_tensors(path)
+    info.pop("sha256"), info.pop("covers", None)
+    tensors = dict(tensors)
+    edit(info, tensors)
+    write_tensors(tensors, info, path)
+    refused(tune, tiny_base(), TOK, cfg, tmp_path, progress=False, match="damaged or of another run: its")
