@@ -514,7 +514,8 @@ def lab_flags(parsers: dict):
 def pick_threads(given: int | None) -> str | None:
     """torch's CPU threads: --threads, else MINPREFIX_THREADS, else the cores not already busy (a thread per core
     that another process keeps busy only makes every step wait: on a busy 2-core machine a run can take twice as
-    long with torch's default as with one thread). Returns what to say about it (once, where training starts: `steps_seen`),
+    long with torch's default as with one thread). Returns what to say about it (once, where training starts:
+    `steps_seen`),
     or None when the user chose."""
     env = os.environ.get("MINPREFIX_THREADS")
     if given is None and env is not None:

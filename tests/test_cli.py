@@ -439,7 +439,8 @@ def test_each_configuration_gets_its_own_default_run_folder():
     name = minprefix.cli.default_run_dir
     assert name(TuneConfig(method="prefix", task="bare-sort")) == "runs/prefix-bare-sort"
     assert name(TuneConfig(method="prefix", task="bare-sort", lr=METHODS["prefix"].lr)) == "runs/prefix-bare-sort"
-    assert name(TuneConfig(method="prefix", task="bare-sort", lr=0.01, steps=40)) == "runs/prefix-bare-sort-steps40-lr0.01"
+    changed = TuneConfig(method="prefix", task="bare-sort", lr=0.01, steps=40)
+    assert name(changed) == "runs/prefix-bare-sort-steps40-lr0.01"
     assert name(TuneConfig(method="prefix", task="bare-sort", lr=0.02)) != name(TuneConfig(method="prefix",
                                                                                           task="bare-sort", lr=0.01))
     odd = name(TuneConfig(method="prefix", task="bare-sort", init_text="a/b c" * 40))
@@ -455,4 +456,5 @@ def test_a_rerun_of_a_finished_run_says_it_did_not_train(tiny_base_dir, tmp_path
     assert code == 0 and "holds a finished run of this configuration" in again
     assert again.splitlines()[-2:] == out.splitlines()[-2:]  # the same result and artifact
     code, _, err = run(*args, "--lr", "0.5")
-    assert one_line_error(code, err, "tune") and "--lr the default (checkpoint) vs 0.5 (now)" in err and "None" not in err
+    assert one_line_error(code, err, "tune") and "--lr the default (checkpoint) vs 0.5 (now)" in err
+    assert "None" not in err

@@ -148,7 +148,8 @@ def print_profile(p: dict):
 
 
 def compiled_steps(cfg: BenchConfig, base, batch, eager_steps: dict, device) -> dict:
-    """The training steps of run_bench compiled, timed interleaved with the eager ones: ratios, compile time, break-even."""
+    """The training steps of run_bench compiled, timed interleaved with the eager ones: ratios, compile time,
+    break-even."""
     steps, compile_s = {}, {}
     for method in (FULL, PREFIX_MLP, SOFT):
         model = method.build(base, cfg.prompt_len).to(device)
@@ -163,7 +164,8 @@ def compiled_steps(cfg: BenchConfig, base, batch, eager_steps: dict, device) -> 
     t, eager = {n: both[n] for n in steps}, {n: both[f"eager {n}"] for n in steps}
     saved = {n: eager[n] - t[n] for n in t}  # seconds a compiled step saves
     return {"seconds_per_step": t, "eager_seconds_per_step": eager, "compile_seconds": compile_s,
-            "prefix_over_full_step": t[PREFIX_MLP.name] / t[FULL.name], "soft_over_full_step": t[SOFT.name] / t[FULL.name],
+            "prefix_over_full_step": t[PREFIX_MLP.name] / t[FULL.name],
+            "soft_over_full_step": t[SOFT.name] / t[FULL.name],
             "speedup": {n: eager[n] / t[n] for n in t},
             "break_even_steps": {n: compile_s[n] / saved[n] if saved[n] > 0 else None for n in t}}
 

@@ -34,7 +34,8 @@ def test_bench_table_and_a_bad_width(capsys):
 
 
 def test_the_compiled_columns_print_beside_the_eager_ones_and_never_for_a_step_that_saves_nothing(capsys):
-    """print_table with a `compiled` entry (the shape compiled_steps returns; compiling itself is tested in test_train)."""
+    """print_table with a `compiled` entry (the shape compiled_steps returns; compiling itself is tested in
+    test_train)."""
     from minprefix.lab.bench import print_table
 
     names = ("full", "prefix-mlp", "soft")
