@@ -194,7 +194,7 @@ def cmd_info(args):
 
 
 def default_run_dir(cfg: TuneConfig) -> str:
-    """runs/METHOD-TASK, plus each field that differs from its default (runs/prefix-bare-sort-lr0.01-steps400):
+    """runs/METHOD-TASK, plus each field that differs from its default (runs/prefix-bare-sort-steps400-lr0.01):
     one folder per configuration, so trying another --lr starts a new run instead of clashing with the last."""
     default_cfg = TuneConfig(method=cfg.method, task=cfg.task)
     default = {**asdict(default_cfg), "lr": default_cfg.peak_lr}  # --lr equal to the method's is the default
@@ -515,8 +515,7 @@ def pick_threads(given: int | None) -> str | None:
     """torch's CPU threads: --threads, else MINPREFIX_THREADS, else the cores not already busy (a thread per core
     that another process keeps busy only makes every step wait: on a busy 2-core machine a run can take twice as
     long with torch's default as with one thread). Returns what to say about it (once, where training starts:
-    `steps_seen`),
-    or None when the user chose."""
+    `steps_seen`), or None when the user chose."""
     env = os.environ.get("MINPREFIX_THREADS")
     if given is None and env is not None:
         try:
@@ -539,12 +538,13 @@ def pick_threads(given: int | None) -> str | None:
 
 
 def steps_seen(args, device, seen: list):
-    """An on_step that keeps every step in `seen` and, at the first, says the thread count (once, when training
-    has really started: an error before it stays one line)."""
+    """An on_step that puts the first step it sees in `seen` (so `seen` says whether anything trained) and then says
+    the thread count: once, when training has really started, so an error before it stays one line."""
     def on_step(step, loss):
-        if not seen and args.threads_note and str(device).startswith("cpu") and distributed.is_main():
-            tqdm.write(args.threads_note, file=sys.stderr)
-        seen.append(step)
+        if not seen:
+            seen.append(step)
+            if args.threads_note and str(device).startswith("cpu") and distributed.is_main():
+                tqdm.write(args.threads_note, file=sys.stderr)
     return on_step
 
 

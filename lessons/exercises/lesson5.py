@@ -23,9 +23,9 @@ class MLPPrefix(nn.Module):
 def merge(model):
     """Exercise 5.2: the stored form of a prefix model trained through an MLP.
 
-    model is a minprefix PromptedGPT (e.g. PrefixGPT) whose `rows` is an MLPPrefix. Return a new
-    model of the same class on the same base whose rows are a DirectPrefix holding the MLP's
-    current output: the same logits, and no MLP weights left; a prefix worn on some layers only
-    (model.layers) stays on those layers. Reread: "Merge" in lesson 5.
+    model is a minprefix PromptedGPT (e.g. PrefixGPT) whose `row_maker` is an MLPPrefix (model.rows()
+    is its output). Return a new model of the same class on the same base whose row_maker is a
+    DirectPrefix holding the MLP's current output: the same logits, and no MLP weights left; a prefix
+    worn on some layers only (model.layers) stays on those layers. Reread: "Merge" in lesson 5.
     """
     raise NotImplementedError("Need to implement for exercise 5.2")
